@@ -1,0 +1,41 @@
+"""Helpers the graded tests share: probe calls that fail cleanly, and the judge's own answers."""
+from __future__ import annotations
+
+import pytest
+
+from .trial import ProbeFailed, Runner
+
+
+def call_probe(runner: Runner, probe: str, **kwargs) -> dict:
+    """Run a probe; a timeout, crash or malformed result fails the test with a one-line message."""
+    try:
+        data = runner.call(probe, **kwargs)
+    except ProbeFailed as exc:
+        pytest.fail(f"{probe}({', '.join(f'{k}={v}' for k, v in kwargs.items())}): {exc}", pytrace=False)
+    if not isinstance(data, dict) or "error" not in data:
+        pytest.fail(f"{probe}: the submission's process returned malformed data", pytrace=False)
+    return data
+
+
+def optimal_max_stage(sizes: list[int], num_stages: int) -> int:
+    """Smallest possible largest-stage size over contiguous splits into ``num_stages`` non-empty stages.
+
+    Binary search on the answer with a greedy feasibility test (independent of the reference
+    solution's dynamic programme, so the two check each other).
+    """
+    def stages_needed(limit: int) -> int:
+        count, current = 1, 0
+        for size in sizes:
+            if current + size > limit:
+                count, current = count + 1, 0
+            current += size
+        return count
+
+    lo, hi = max(sizes), sum(sizes)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if stages_needed(mid) <= num_stages:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
