@@ -36,16 +36,29 @@ def even_partition(model: nn.Sequential, num_stages: int, devices: list[torch.de
     return stages
 
 
+KNOWN_ERRORS = {  # fragment of a torch error -> what it usually means in this practical
+    "backward through the graph a second time": "a micro-batch's backward ran twice: call backward() once per micro-batch",
+    "does not require grad and does not have a grad_fn": "the loss is cut off from the graph: do not detach activations or call .item() on them",
+    "Expected all tensors to be on the same device": "move each activation (and the targets) to the stage's device with .to()",
+}
+
+
 def describe_exception(exc: BaseException, impl: Impl | None = None) -> str:
-    """One line: the exception and the innermost frame of the student's package, if any."""
-    where = ""
+    """One line: the exception, a hint for well-known torch errors, and where in the student's
+    package it happened (first and innermost frame, e.g. ``at schedules.py:80 -> microbatch.py:40``)."""
+    frames = []
     if impl is not None:
-        for frame in reversed(traceback.extract_tb(exc.__traceback__)):
-            if f"/{impl.name}/" in frame.filename.replace("\\", "/"):
-                where = f" (at {impl.name}/{frame.filename.replace(chr(92), '/').rsplit('/', 1)[-1]}:{frame.lineno})"
-                break
+        for frame in traceback.extract_tb(exc.__traceback__):
+            path = frame.filename.replace("\\", "/")
+            if f"/{impl.name}/" in path:
+                frames.append(f"{path.rsplit('/', 1)[-1]}:{frame.lineno}")
+    where = ""
+    if frames:
+        chain = frames[0] if len(frames) == 1 else f"{frames[0]} -> {frames[-1]}"
+        where = f" (at {impl.name}/{chain})"
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {message}{where}"[:500]
+    hint = next((f" [{h}]" for k, h in KNOWN_ERRORS.items() if k in message), "")
+    return f"{type(exc).__name__}: {message}{hint}{where}"[:600]
 
 
 def sentinel_grads(model: nn.Module, seed: int) -> dict[str, torch.Tensor]:

@@ -1,0 +1,87 @@
+"""Known-buggy submissions, made from the reference by one textual change each.
+
+Each bug names the file it changes, the exact reference text it replaces (the test fails loudly if
+the reference changes so the bug no longer applies), and what grading must say: for every test
+whose name contains a key, the failure output must contain the value (or one of the values, for a
+tuple); every other test must pass.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+BUGS = {
+    "unscaled_loss": dict(
+        file="microbatch.py",
+        old="return loss_fn(outputs, targets) * (outputs.shape[0] / batch_size)",
+        new="return loss_fn(outputs, targets)",
+        fails={
+            "micro-batch losses add up": "multiply each micro-batch's mean loss by rows / batch_size",
+            "gradients equal the single-device": "weight 1, so gradients are about",
+            "gradients are right with one stage": "gradients are about 5x too large",
+            "returns the full-batch mean loss": "about m times too large",
+        },
+        passes_with=["[sizes3]", "p1-m1"],  # m = 1: nothing to scale
+    ),
+    "gpipe_backward_per_microbatch": dict(
+        file="schedules.py",
+        old="""    losses = [microbatch_loss(loss_fn, forward_through(stages, x), y.to(last), batch_size)
+              for x, y in split_microbatches(inputs, targets, num_microbatches)]
+    for loss in losses:
+        loss.backward()""",
+        new="""    losses = []
+    for x, y in split_microbatches(inputs, targets, num_microbatches):
+        losses.append(microbatch_loss(loss_fn, forward_through(stages, x), y.to(last), batch_size))
+        losses[-1].backward()""",
+        fails={
+            "Option B: GPipe: forwards and backwards run in the schedule's order": "every forward on a stage comes before any backward",
+            "Option B: GPipe: on p in-order devices": "1.00x faster than the naive pipeline",
+            "Option B: GPipe: peak micro-batches": "keeps exactly",
+        },
+        passes_with=["p1-m1"],
+    ),
+    "delayed_without_final_backward": dict(
+        file="schedules.py",
+        old="    backward_of(len(microbatches) - 1)\n",
+        new="",
+        fails={
+            "Option C: delayed backward: accumulated gradients": "never ran backward",
+            "Option C: delayed backward: gradients are right": ("never ran backward", "No gradient reached any"),
+            "Option C: delayed backward: returns": "full-batch mean loss is",
+            "Option C: delayed backward: forwards and backwards": "never ran backward on stage",
+            "Option C: delayed backward: on p in-order": "never ran backward on stage",
+            "Option C: delayed backward: peak": "never ran backward on stage",
+        },
+    ),
+    "delayed_without_guard": dict(
+        file="schedules.py",
+        old="        if i > 0:\n            backward_of(i - 1)",
+        new="        backward_of(i - 1)",
+        fails={"Option C: delayed backward:": "submission/schedules.py"},
+    ),
+    "naive_skips_a_microbatch": dict(
+        file="schedules.py",
+        old="    for x, y in split_microbatches(inputs, targets, num_microbatches):\n        loss = microbatch_loss",
+        new="    for x, y in split_microbatches(inputs, targets, num_microbatches)[1:]:\n        loss = microbatch_loss",
+        fails={
+            "Option A: naive: accumulated gradients": "micro-batch 0 never ran backward",
+            "Option A: naive: gradients are right": ("micro-batch 0 never ran backward", "No gradient reached any"),
+            "Option A: naive: returns": "full-batch mean loss is",
+            "Option A: naive: forwards and backwards": "micro-batch 0 never ran forward",
+        },
+    ),
+}
+
+
+def make_submission(name: str, dest: Path) -> Path:
+    """Write the buggy submission ``name`` (all editable files, one of them changed) into ``dest``."""
+    bug = BUGS[name]
+    dest.mkdir(parents=True, exist_ok=True)
+    for path in (ROOT / "solutions").glob("*.py"):
+        text = path.read_text()
+        if path.name == bug["file"]:
+            assert bug["old"] in text, f"bug {name} no longer applies to solutions/{path.name}"
+            text = text.replace(bug["old"], bug["new"])
+        (dest / path.name).write_text(text)
+    return dest

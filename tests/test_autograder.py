@@ -1,0 +1,45 @@
+"""The autograder against the solutions, the skeleton and known-buggy submissions."""
+from __future__ import annotations
+
+import pytest
+
+from tests.buggy import BUGS, make_submission
+from tests.conftest import by_name, grade
+
+
+def test_solutions_score_full_marks(solutions_results):
+    results, output = solutions_results
+    total = sum(t["max_score"] for t in results["tests"])
+    assert total >= 85 and results["score"] == total, output[-2000:]
+    assert all(t["status"] == "passed" for t in results["tests"])
+    assert "Total" in output and f"{total:g}/{total:g}" in output
+
+
+def test_skeleton_scores_zero_with_not_implemented_messages(skeleton_results):
+    results, output = skeleton_results
+    assert results["score"] == 0
+    for t in results["tests"]:
+        assert t["status"] == "failed" and "NotImplementedError: part" in t["output"], t
+    assert "INTERNALERROR" not in output and "Traceback" not in output
+    assert "error" not in output.splitlines()[-1]  # the run ends on failures, not collection errors
+
+
+@pytest.mark.parametrize("bug", sorted(BUGS))
+def test_buggy_submission_loses_the_right_points(bug, tmp_path):
+    spec = BUGS[bug]
+    results, output = grade(make_submission(bug, tmp_path / bug), tmp_path)
+    tests = by_name(results)
+    failing = {}
+    for name, t in tests.items():
+        keys = [k for k in spec["fails"] if k in name and not any(p in name for p in spec.get("passes_with", []))]
+        if keys:
+            failing[name] = keys[0]
+    assert failing, f"no test matched the expectations of {bug}"
+    for name, t in tests.items():
+        if name in failing:
+            assert t["status"] == "failed" and t["score"] == 0, f"{bug}: {name} should fail"
+            wanted = spec["fails"][failing[name]]
+            wanted = wanted if isinstance(wanted, tuple) else (wanted,)
+            assert any(w in t["output"] for w in wanted), f"{bug}: {name}:\n{t['output']}"
+        else:
+            assert t["status"] == "passed", f"{bug}: {name} should pass:\n{t['output']}"
