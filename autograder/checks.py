@@ -25,7 +25,7 @@ def _flat(grads: dict[str, torch.Tensor], names: list[str]) -> torch.Tensor:
 
 
 def _fmt(ws) -> str:
-    return "[" + ", ".join(f"{w:.3g}" for w in ws) + "]"
+    return "[" + ", ".join("0" if abs(w) < 1e-4 else f"{w:.3g}" for w in ws) + "]"
 
 
 def check_error(trial: Trial) -> str | None:
@@ -160,18 +160,23 @@ def _explain(found, expected_w, sizes, m) -> str:
 
 # -- the order of events --------------------------------------------------------------------------
 
-def event_grid(events: list[Event], num_stages: int, mark: int | None = None, note: str = "") -> str:
+def event_grid(events: list[Event], num_stages: int, mark: int | None = None, note: str = "",
+               max_rows: int = 40) -> str:
     """The recorded events in start order, one per row, in their stage's column.
 
-    ``mark``: index (in start order) of the event to flag with ``<-- ERROR HERE``.
+    ``mark``: index (in start order) of the event to flag with ``<-- ERROR HERE``. Long grids stop a
+    few rows after the mark (or after ``max_rows``) and say how many rows were left out.
     """
     ordered = sorted(events, key=lambda e: (e.start, e.end))
     width = 7
-    lines = ["step  " + "".join(f"stage {s}".ljust(width + 2) for s in range(num_stages))]
-    for i, e in enumerate(ordered):
+    lines = ["step  " + "".join(f"stage {s}".ljust(width + 2) for s in range(num_stages)).rstrip()]
+    last = max_rows if mark is None else max(mark + 6, max_rows // 2)
+    for i, e in enumerate(ordered[:last]):
         cells = [(str(e) if e.stage == s else "").ljust(width + 2) for s in range(num_stages)]
         flag = f"  <-- ERROR HERE{': ' + note if note else ''}" if i == mark else ""
         lines.append(f"{i:>4}  " + "".join(cells).rstrip() + flag)
+    if len(ordered) > last:
+        lines.append(f"   ... {len(ordered) - last} more event(s)")
     return "\n".join(lines)
 
 

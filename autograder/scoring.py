@@ -67,6 +67,10 @@ class ScorePlugin:
             self.outcomes[item.nodeid] = Outcome(item.nodeid, name, part, points,
                                                  visibility="after_due_date" if hidden else "visible")
 
+    def pytest_deselected(self, items):
+        for item in items:  # -k / -m: what does not run is not scored
+            self.outcomes.pop(item.nodeid, None)
+
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
         report = (yield).get_result()
