@@ -203,3 +203,38 @@ PROBES = {
     "split": probe_split,
     "microbatch_loss": probe_microbatch_loss,
 }
+
+
+def probe_cuda_step_times(impl: Impl, schedule: str, num_stages: int, num_microbatches: int, batch_size: int,
+                          width: int, depth: int, steps: int = 5, warmup: int = 2) -> dict:
+    """Wall-clock milliseconds of ``steps`` steps of a student schedule on ``cuda:0..p-1``.
+
+    Each step is timed with CUDA events on ``cuda:0``, after synchronising every stage's device, so
+    the time covers all devices' work. Uses the judge's even partition and the course model.
+    """
+    model_mod = impl.module("model")
+    model = model_mod.make_model(width, depth, seed=0)
+    inputs, targets = model_mod.make_batch(batch_size, width, seed=0)
+    devices = [torch.device("cuda", s) for s in range(num_stages)]
+    stages = even_partition(model, num_stages, devices)
+    step = getattr(impl.module("schedules"), SCHEDULES[schedule])
+    data: dict = {"error": None, "ms": []}
+    try:
+        for i in range(warmup + steps):
+            for d in devices:
+                torch.cuda.synchronize(d)
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record(torch.cuda.current_stream(devices[0]))
+            step(stages, inputs, targets, model_mod.loss_function(), num_microbatches)
+            for d in devices:
+                torch.cuda.synchronize(d)
+            end.record(torch.cuda.current_stream(devices[0]))
+            end.synchronize()
+            if i >= warmup:
+                data["ms"].append(float(start.elapsed_time(end)))
+    except Exception as exc:
+        data["error"] = describe_exception(exc, impl)
+    return data
+
+
+PROBES["cuda_step_times"] = probe_cuda_step_times
