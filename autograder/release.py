@@ -28,6 +28,7 @@ Command line (the default paths are relative to the repository root, not the cwd
     python -m autograder.release               # regenerate assignment/ from solutions/
     python -m autograder.release --check       # exit 1 if assignment/ is out of date
     python -m autograder.release --list-tasks  # task ids, where they are, hints
+    python -m autograder.release --student-repo DIR   # the whole student repository (see student_release)
 
 Exit status: 0 done / in sync, 1 out of sync (``--check``), 2 error (one ``error:`` line).
 """
@@ -555,6 +556,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--list-tasks", action="store_true",
         help="print every task: id, source location, hint",
     )
+    mode.add_argument(
+        "--student-repo", type=Path, metavar="DIR",
+        help="write the whole student repository to DIR, after proving the solutions score full "
+        "marks; then check the skeleton scores zero there",
+    )
     return parser
 
 
@@ -611,6 +617,12 @@ def main(argv: list[str] | None = None) -> int:
             return list_tasks_command(args)
         if args.check:
             return check_command(args)
+        if args.student_repo:
+            from .student_release import student_release
+
+            for line in student_release(args.student_repo):
+                print(line)
+            return 0
         return release_command(args)
     except (ReleaseError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,0 +1,154 @@
+"""The student release: everything students receive, written by one command.
+
+    python -m autograder.release --student-repo DIR
+
+1. Proves the reference scores full marks on every test, hidden ones included (as otter-grader's
+   ``otter assign`` does); refuses to release otherwise.
+2. Builds the student repository in memory: the generated ``assignment/``, the public autograder
+   (no ``hidden/``, no release tooling), a student README (the student sections of README.md),
+   HANDOUT.md, the Dockerfile, and a ``pyproject.toml`` without ``solutions``.
+3. Scans it for leaks: no ``solutions/`` path, no hidden test, no line of any solution region.
+4. Writes it to DIR (only an empty directory or an earlier release is overwritten).
+5. Runs ``pytest autograder/`` there and checks the untouched skeleton scores zero, every
+   failure a NotImplementedError: students start from a clean, runnable state.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from . import release
+from .impl import REPO_ROOT
+
+MARKER_FILE = ".practical-release"
+# What of autograder/ students do not get: tests kept for grading, and tools that need solutions/.
+EXCLUDED = ("autograder/hidden/", "autograder/release.py", "autograder/student_release.py")
+STUDENT_BEGIN, STUDENT_END = "<!-- BEGIN STUDENT -->", "<!-- END STUDENT -->"
+TOP_FILES = ("HANDOUT.md", "Dockerfile", ".gitignore")
+
+
+class ReleaseRefused(release.ReleaseError):
+    """The release was not written (the reference fails, or something would leak)."""
+
+
+def grade_in_subprocess(repo: Path, impl: str, *extra: str) -> tuple[dict, str]:
+    """Run ``pytest autograder`` in ``repo`` on ``impl``; return (results.json, output)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        results = Path(tmp) / "results.json"
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(repo)}
+        proc = subprocess.run([sys.executable, "-m", "pytest", "autograder", "--impl", impl, "-q",
+                               "-p", "no:cacheprovider", "--results-json", str(results), *extra],
+                              cwd=repo, capture_output=True, text=True, env=env)
+        output = proc.stdout + proc.stderr
+        if not results.exists():
+            last = output.strip().splitlines()[-1] if output.strip() else "no output"
+            raise ReleaseRefused(f"pytest autograder --impl {impl} in {repo} wrote no results: {last}")
+        return json.loads(results.read_text()), output
+
+
+def prove_reference(root: Path = REPO_ROOT) -> str:
+    """Refuse unless the solutions pass every test, hidden ones included. Returns a summary line."""
+    results, _ = grade_in_subprocess(root, "solutions", "--hidden")
+    failed = [t["name"] for t in results["tests"] if t["status"] != "passed"]
+    total = sum(t["max_score"] for t in results["tests"])
+    if failed or not results["tests"]:
+        raise ReleaseRefused(f"the solutions do not score full marks ({results['score']:g}/{total:g}); failing: "
+                             + "; ".join(failed[:5]))
+    return f"solutions score {results['score']:g}/{total:g} ({len(results['tests'])} tests, hidden included)"
+
+
+def student_readme(readme: str) -> str:
+    """The title and introduction of README.md plus its student sections."""
+    if STUDENT_BEGIN not in readme:
+        raise ReleaseRefused(f"README.md has no {STUDENT_BEGIN} section for the student README")
+    title = readme.split("\n\n", 1)[0]
+    parts = []
+    for chunk in readme.split(STUDENT_BEGIN)[1:]:
+        if STUDENT_END not in chunk:
+            raise ReleaseRefused(f"README.md: {STUDENT_BEGIN} without {STUDENT_END}")
+        parts.append(chunk.split(STUDENT_END, 1)[0].strip("\n"))
+    return title + "\n\n" + "\n\n".join(parts) + "\n"
+
+
+def student_pyproject(text: str) -> str:
+    """pyproject.toml without the solutions package, the TA extra, or the repository's own tests."""
+    replacements = [
+        ('include = ["assignment*", "solutions*", "autograder*"]', 'include = ["assignment*", "autograder*"]'),
+        ('testpaths = ["tests"]', 'testpaths = ["autograder"]'),
+        ('dev = ["pipeline-practical[test,plot,ta]"]', 'dev = ["pipeline-practical[test,plot]"]'),
+    ]
+    for old, new in replacements:
+        if old not in text:
+            raise ReleaseRefused(f"pyproject.toml changed: cannot find {old!r} to adapt it for students")
+        text = text.replace(old, new)
+    return text
+
+
+def build_student_files(root: Path = REPO_ROOT) -> dict[str, bytes]:
+    """Every file of the student repository, path -> content (nothing written)."""
+    files = {f"assignment/{rel}": data for rel, data in release.generate(root / "solutions").items()}
+    for rel in release.package_files(root / "autograder"):
+        path = f"autograder/{rel}"
+        if not path.startswith(EXCLUDED):
+            files[path] = (root / path).read_bytes()
+    files["README.md"] = student_readme((root / "README.md").read_text()).encode()
+    files["pyproject.toml"] = student_pyproject((root / "pyproject.toml").read_text()).encode()
+    for name in TOP_FILES:
+        if (root / name).is_file():
+            files[name] = (root / name).read_bytes()
+    files[MARKER_FILE] = b"Generated by python -m autograder.release --student-repo; do not edit by hand.\n"
+    return files
+
+
+def leaks(files: dict[str, bytes], root: Path = REPO_ROOT) -> list[str]:
+    """Anything in the student files that must not be there."""
+    found = [f"{p}: solutions are not released" for p in files if p.startswith("solutions/")]
+    found += [f"{p}: hidden tests are not released" for p in files if "/hidden/" in p]
+    found += release.leaked_lines(files, release.solution_regions(root / "solutions"))
+    return found
+
+
+def write_student_repo(dest: Path, files: dict[str, bytes]) -> None:
+    """Write ``files`` into ``dest``: empty or an earlier release only (never someone's work)."""
+    dest = dest.resolve()
+    if dest == REPO_ROOT or REPO_ROOT in dest.parents:
+        raise ReleaseRefused(f"{dest} is inside this repository; write the student release elsewhere")
+    if dest.exists() and any(dest.iterdir()) and not (dest / MARKER_FILE).is_file():
+        raise ReleaseRefused(f"{dest} is not empty and is not an earlier student release; choose another directory")
+    if dest.exists():
+        for child in dest.iterdir():
+            if child.name != ".git":
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    for rel, data in sorted(files.items()):
+        path = dest / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+def check_skeleton_scores_zero(dest: Path) -> str:
+    results, output = grade_in_subprocess(dest, "assignment")
+    bad = [t["name"] for t in results["tests"]
+           if t["status"] != "failed" or "NotImplementedError: part" not in t["output"]]
+    if results["score"] != 0 or bad or "INTERNALERROR" in output:
+        raise ReleaseRefused(f"in {dest}, the untouched skeleton does not fail cleanly: "
+                             + ("; ".join(bad[:5]) or output.strip().splitlines()[-1]))
+    total = sum(t["max_score"] for t in results["tests"])
+    return f"the skeleton scores 0/{total:g} there, every failure a NotImplementedError"
+
+
+def student_release(dest: Path, root: Path = REPO_ROOT) -> list[str]:
+    """The whole release; returns the lines to print. Raises ReleaseRefused before writing if unsafe."""
+    lines = [prove_reference(root)]
+    files = build_student_files(root)
+    found = leaks(files, root)
+    if found:
+        raise ReleaseRefused("solution text would leak: " + "; ".join(found[:5]))
+    write_student_repo(dest, files)
+    lines.append(f"wrote {len(files)} files to {dest} (no solution text, no hidden tests)")
+    lines.append(check_skeleton_scores_zero(dest))
+    return lines
