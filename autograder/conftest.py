@@ -29,6 +29,8 @@ def pytest_addoption(parser):
     group.addoption("--hidden", action="store_true", help="also run the hidden tests kept for grading")
     group.addoption("--trial-timeout", type=float, default=60.0,
                     help="seconds one traced step may take before it counts as hanging")
+    group.addoption("--sandbox-user", default=None,
+                    help="with --isolate, run student code as this (unprivileged) user when running as root")
 
 
 def pytest_ignore_collect(collection_path, config):
@@ -54,7 +56,8 @@ def runner(request, tmp_path_factory):
         raise pytest.UsageError(str(exc)) from None
     if request.config.getoption("--isolate"):
         from autograder.sandbox import SandboxRunner
-        r = SandboxRunner(impl, timeout=request.config.getoption("--trial-timeout"))
+        r = SandboxRunner(impl, timeout=request.config.getoption("--trial-timeout"),
+                          user=request.config.getoption("--sandbox-user"))
     else:
         r = InProcessRunner(impl, timeout=request.config.getoption("--trial-timeout"))
     yield r

@@ -27,7 +27,8 @@ PART_ORDER = (
     "Part 2 Option B: GPipe",
     "Part 3 Option C: delayed backward",
     "Part 6 Per-stage schedules",
-    "GPU",
+    "Hidden: other settings",
+    "GPU (not scored)",
 )
 MAX_OUTPUT = 4000  # characters of failure message kept per test in results.json
 ENVIRONMENT_SKIP = "environment: "  # prefix of skip reasons that do not count against the student
@@ -101,14 +102,8 @@ class ScorePlugin:
             return
         tr = terminalreporter
         tr.section("score")
-        parts = sorted({o.part for o in self.counted()},
-                       key=lambda p: PART_ORDER.index(p) if p in PART_ORDER else len(PART_ORDER))
-        for part in parts:
-            got = sum(o.score for o in self.counted() if o.part == part)
-            out_of = sum(o.max_score for o in self.counted() if o.part == part)
-            tr.write_line(f"{part:<40} {_num(got):>5}/{_num(out_of)}")
-        score, total = self.totals()
-        tr.write_line(f"{'Total':<40} {_num(score):>5}/{_num(total)}")
+        for line in score_table([(o.part, o.score, o.max_score) for o in self.counted()]):
+            tr.write_line(line)
         not_counted = [o for o in self.outcomes.values() if not o.counted]
         if not_counted:
             tr.write_line(f"({len(not_counted)} test(s) not counted on this machine: {not_counted[0].output})")
@@ -120,6 +115,20 @@ class ScorePlugin:
 
 def _num(x: float) -> str:
     return f"{x:g}"
+
+
+def score_table(rows: list[tuple[str, float, float]]) -> list[str]:
+    """Lines ``part  got/out_of`` in the practical's order, then the total, from (part, score, max) rows."""
+    parts: dict[str, list[float]] = {}
+    for part, score, max_score in rows:
+        totals = parts.setdefault(part, [0.0, 0.0])
+        totals[0] += score
+        totals[1] += max_score
+    order = sorted(parts, key=lambda p: PART_ORDER.index(p) if p in PART_ORDER else len(PART_ORDER))
+    lines = [f"{part:<40} {_num(parts[part][0]):>5}/{_num(parts[part][1])}" for part in order]
+    got, out_of = sum(s for _, s, _ in rows), sum(m for _, _, m in rows)
+    lines.append(f"{'Total':<40} {_num(got):>5}/{_num(out_of)}")
+    return lines
 
 
 def _message(report) -> str:
@@ -136,7 +145,7 @@ def results_document(plugin: ScorePlugin, seconds: float, output: str = "") -> d
     tests = []
     for number, o in enumerate(plugin.counted(), start=1):
         tests.append({"name": o.name, "number": str(number), "score": o.score, "max_score": o.max_score,
-                      "status": o.status, "output": o.output, "visibility": o.visibility})
+                      "status": o.status, "output": o.output, "tags": [o.part], "visibility": o.visibility})
     return {"score": score, "execution_time": round(seconds, 3),
             "output": output or f"Total {_num(score)}/{_num(total)}",
             "visibility": "visible", "stdout_visibility": "hidden", "tests": tests}

@@ -1,0 +1,1 @@
+"""Gradescope packaging: ``python -m autograder.gradescope build`` writes ``dist/autograder.zip``."""
