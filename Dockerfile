@@ -21,7 +21,7 @@ COPY autograder ./autograder
 # torch comes with the base image; this adds pytest, pytest-timeout and jsonschema.
 # hadolint ignore=DL3013
 RUN pip install --no-cache-dir ".[test]" "jsonschema>=4.0" \
-    && chmod 700 autograder/hidden \
+    && chmod -R go-rwx /autograder/source \
     && cp autograder/gradescope/run_autograder /autograder/run_autograder
 
 ENTRYPOINT ["/autograder/run_autograder"]

@@ -11,7 +11,11 @@ def call_probe(runner: Runner, probe: str, **kwargs) -> dict:
     try:
         data = runner.call(probe, **kwargs)
     except ProbeFailed as exc:
-        pytest.fail(f"{probe}({', '.join(f'{k}={v}' for k, v in kwargs.items())}): {exc}", pytrace=False)
+        failure = f"{probe}({', '.join(f'{k}={v}' for k, v in kwargs.items())}): {exc}"
+    else:
+        failure = None
+    if failure:  # outside the except block: no "During handling of the above exception" noise
+        pytest.fail(failure, pytrace=False)
     if not isinstance(data, dict) or "error" not in data:
         pytest.fail(f"{probe}: the submission's process returned malformed data", pytrace=False)
     return data

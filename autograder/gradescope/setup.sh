@@ -13,4 +13,6 @@ python3 -m venv /autograder/venv
 
 # Student code runs as this user; it cannot read hidden tests or write results.
 id -u student >/dev/null 2>&1 || useradd --create-home --shell /usr/sbin/nologin student
-chmod 700 /autograder/source/autograder/hidden
+# The sandbox gives student code read-only copies of what it needs, so the source (hidden tests
+# included) can be closed to everyone but root.
+chmod -R go-rwx /autograder/source
