@@ -305,8 +305,10 @@ def _check_compiles(source: SourceFile, content: bytes, origin: list[int], had_r
 
 
 # Suffix (lowercase, with dot) -> transform. Suffixes not listed are copied unchanged.
-# Notebooks get their own transform later: TRANSFORMS[".ipynb"] = release_notebook.
-TRANSFORMS: dict[str, Transform] = {".py": release_python}
+# Notebooks: nbgrader's preprocessors (autograder.notebook imports nbgrader only when it runs).
+from .notebook import release_notebook  # noqa: E402
+
+TRANSFORMS: dict[str, Transform] = {".py": release_python, ".ipynb": release_notebook}
 
 
 def transform_for(rel: str) -> Transform:
@@ -360,7 +362,8 @@ class Release:
 
     @property
     def tasks(self) -> list[Task]:
-        return [region.task for region in self.regions]
+        """The code tasks (skeleton stubs); a notebook's answers are regions, not tasks."""
+        return [region.task for region in self.regions if region.path.endswith(".py")]
 
 
 def build(src_dir: Path) -> Release:
@@ -573,6 +576,11 @@ def _regenerate_command(args: argparse.Namespace) -> str:
     return " ".join(words)
 
 
+def _answers(release: Release) -> str:
+    answers = len(release.regions) - len(release.tasks)  # notebook answer regions
+    return f", {answers} notebook answers" if answers else ""
+
+
 def release_command(args: argparse.Namespace) -> int:
     release = build(args.src)
     changes = _write_files(release.files, args.src, args.dst)
@@ -581,7 +589,7 @@ def release_command(args: argparse.Namespace) -> int:
         print(f"{change.action} {dst}/{change.path}")
     print(
         f"{dst}/ regenerated from {_shown(args.src)}/: "
-        f"{len(release.files)} files, {len(release.regions)} tasks"
+        f"{len(release.files)} files, {len(release.tasks)} tasks{_answers(release)}"
     )
     return 0
 
@@ -591,7 +599,7 @@ def check_command(args: argparse.Namespace) -> int:
     src, dst = _shown(args.src), _shown(args.dst)
     differences = diff_trees(release.files, read_tree(args.dst))
     if not differences:
-        print(f"{dst}/ is in sync with {src}/ ({len(release.regions)} tasks)")
+        print(f"{dst}/ is in sync with {src}/ ({len(release.tasks)} tasks{_answers(release)})")
         return 0
     for rel, why in differences:
         print(f"{dst}/ is out of sync with {src}/: {rel} ({why})")

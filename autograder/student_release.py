@@ -26,8 +26,9 @@ from . import release
 from .impl import REPO_ROOT
 
 MARKER_FILE = ".practical-release"
-# What of autograder/ students do not get: tests kept for grading, and tools that need solutions/.
-EXCLUDED = ("autograder/hidden/", "autograder/release.py", "autograder/student_release.py")
+# What of autograder/ students do not get: tests kept for grading, and the TAs' tools (release, Gradescope).
+EXCLUDED = ("autograder/hidden/", "autograder/release.py", "autograder/student_release.py", "autograder/notebook.py",
+            "autograder/gradescope/", "autograder/grade.py")
 STUDENT_BEGIN, STUDENT_END = "<!-- BEGIN STUDENT -->", "<!-- END STUDENT -->"
 TOP_FILES = ("HANDOUT.md", "Dockerfile", ".gitignore")
 

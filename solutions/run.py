@@ -9,6 +9,7 @@ backwards on p emulated in-order devices (what p GPUs would do with it). Example
     python -m assignment.run -p 2 -m 8 --timeline # and draw each schedule's timeline
     python -m assignment.run --sweep              # the Part 4 table: m = 2, 4, 8
     python -m assignment.run --trace-dir out/     # Chrome traces (and PNGs with matplotlib)
+    python -m assignment.run --sweep --plot out/  # Part 4 figures: timelines, sweep, in-flight (+ JSON data)
 """
 from __future__ import annotations
 
@@ -71,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeline", action="store_true", help="draw each schedule's replayed timeline (ASCII)")
     p.add_argument("--trace-dir", type=Path, default=None,
                    help="write each schedule's timeline as Chrome trace JSON (and PNG if matplotlib is installed)")
+    p.add_argument("--plot", type=Path, default=None, metavar="DIR",
+                   help="write the figures to DIR: timelines (replayed and measured), step time, speedup and "
+                        "bubble against m, peak in-flight micro-batches; PNG (with matplotlib) and JSON data")
     return p
 
 
@@ -142,7 +146,7 @@ def run_schedule(name: str, args, m: int) -> dict:
     serial = simulate(naive_schedule(args.stages, m), costs).makespan
     return {"name": name, "m": m, "ms": 1000 * statistics.median(times), "loss": loss, "ref_loss": ref_loss,
             "rel_diff": diff / g_ref if g_ref else diff, "replayed": replayed, "speedup": serial / replayed.makespan,
-            "events": tracer.events, "notes": tracer.notes}
+            "events": tracer.events, "notes": tracer.notes, "rows": sizes}
 
 
 def _row(r, args) -> str:
@@ -213,6 +217,13 @@ def main(argv=None) -> int:
                     print(f"(no PNG: {exc})")
         if args.trace_dir:
             print(f"\nTimelines written to {args.trace_dir}/ (open the .json files in https://ui.perfetto.dev)")
+    if args.plot and results:
+        from autograder.figures import write_figures
+        written = write_figures(results, args, args.plot)
+        print(f"\nFigures written to {args.plot}/: {len(written)} files (PNG figures, JSON data, "
+              f"Chrome traces for https://ui.perfetto.dev)")
+    elif args.plot:
+        print(f"\nNo figures written to {args.plot}/: no schedule ran")
     return 1 if failed or todo else 0
 
 

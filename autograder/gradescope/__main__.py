@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 
 from ..impl import REPO_ROOT
-from ..release import check, package_files
+from ..release import ReleaseError, check, package_files
 
 HERE = Path(__file__).resolve().parent
 ENTRY_POINTS = ("setup.sh", "run_autograder")
@@ -51,7 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("build", help="write the Gradescope autograder zip")
     b.add_argument("--out", type=Path, default=REPO_ROOT / "dist" / "autograder.zip")
     args = parser.parse_args(argv)
-    path = build(args.out)
+    try:
+        path = build(args.out)
+    except (ReleaseError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     with zipfile.ZipFile(path) as zf:
         count = len(zf.namelist())
     print(f"wrote {path} ({count} files; upload it as the Gradescope autograder)")

@@ -1,0 +1,191 @@
+"""HANDOUT.md: every part and question of the original, commands that work, no claim the measurements contradict."""
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import shlex
+import subprocess
+import sys
+from functools import lru_cache
+
+import pytest
+
+from autograder import student_release
+from solutions import run
+from tests.conftest import ROOT
+from tests.test_notebook import ORIGINAL_QUESTIONS, plain
+
+HANDOUT = (ROOT / "HANDOUT.md").read_text(encoding="utf-8")
+ORIGINAL_PART5_SNIPPET = """if i > 0:
+    prev_out = forward_outputs[i - 1]
+    prev_target = targets[i - 1]
+    loss = loss_fn(prev_out, prev_target)
+    loss.backward()"""
+# Programs a shell block may call besides the practical's own commands (checked below).
+OTHER_PROGRAMS = {("python3", "-m", "pip"), ("jupyter", "lab"), ("nvidia-smi", "dmon")}
+
+
+def blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", HANDOUT, flags=re.S)
+
+
+def commands() -> list[list[str]]:
+    """Every command line of the handout's bash blocks, as words, without comments and VAR=value prefixes."""
+    found = []
+    for block in blocks("bash"):
+        for line in block.splitlines():
+            words = shlex.split(line, comments=True)
+            while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):
+                words = words[1:]
+            if words:
+                found.append(words)
+    # commands shown inline in the text, like `python -m assignment.run --device cpu`
+    for inline in re.findall(r"`((?:[A-Z_]+=\S+ )*(?:python3?|pytest) [^`]+)`", HANDOUT):
+        words = [w for w in shlex.split(inline) if not re.fullmatch(r"[A-Z_]+=\S*", w)]
+        found.append(words)
+    return found
+
+
+def section(title: str) -> str:
+    match = re.search(rf"^## {re.escape(title)}.*?(?=^## |\Z)", HANDOUT, flags=re.S | re.M)
+    assert match, f"HANDOUT.md has no section '## {title}'"
+    return match.group(0)
+
+
+def test_parts_1_to_5_and_the_final_discussion():
+    titles = re.findall(r"^## (.+)$", HANDOUT, flags=re.M)
+    for n, name in enumerate(["Run and observe (Option A)", "Analyse GPipe (Option B)", "Analyse 1F1B (Option C)",
+                              "Modify and experiment", "Code understanding"], start=1):
+        assert f"Part {n} — {name}" in titles
+    assert "Final discussion" in titles
+
+
+def test_every_original_question_is_in_its_part():
+    titles = {"part1": "Part 1", "part2": "Part 2", "part3": "Part 3", "part4": "Part 4", "part5": "Part 5",
+              "final": "Final discussion"}
+    for part, questions in ORIGINAL_QUESTIONS.items():
+        text = plain(section(titles[part]))
+        for question in questions:
+            assert plain(question) in text, f"{titles[part]}: {question!r} is missing"
+
+
+def test_part4_table_has_the_fixed_header_and_the_three_options():
+    part4 = section("Part 4")
+    assert "| Method | µB=2 | µB=4 | µB=8 |" in part4
+    assert all(f"| {option} | | | |" in part4 for option in "ABC")
+
+
+def test_part5_shows_the_original_code():
+    assert ORIGINAL_PART5_SNIPPET in section("Part 5")
+
+
+def test_every_run_command_parses_with_the_real_parser():
+    shown = [w for w in commands() if w[:3] in (["python", "-m", "assignment.run"], ["python3", "-m", "assignment.run"])]
+    assert len(shown) >= 15
+    parser = run.build_parser()
+    for words in shown:
+        try:
+            args = parser.parse_args(words[3:])
+            run.check_args(args)
+        except run.Usage as exc:
+            pytest.fail(f"HANDOUT.md: `{' '.join(words)}`: {exc}")
+    flags = {w for words in shown for w in words if w.startswith("-")}
+    assert {"--sweep", "--plot", "--timeline", "--device", "--schedule", "-m", "-p"} <= flags
+
+
+@lru_cache(maxsize=None)
+def graded_tests() -> tuple[str, ...]:
+    """Node ids of every test ``pytest autograder/`` collects (one collection for all commands)."""
+    proc = subprocess.run([sys.executable, "-m", "pytest", "autograder/", "--collect-only", "-q", "-p", "no:cacheprovider"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    ids = tuple(line for line in proc.stdout.splitlines() if "::" in line)
+    assert ids, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return ids
+
+
+def test_every_pytest_command_selects_tests():
+    shown = [w for w in commands() if w[0] == "pytest"]
+    assert len(shown) >= 5
+    for words in shown:
+        assert words[1] == "autograder/", words
+        if "-k" in words:
+            keyword = words[words.index("-k") + 1]
+            # One word: pytest -k then selects the tests whose module or test name contains it (any case).
+            assert re.fullmatch(r"\w+", keyword), f"HANDOUT.md: `{' '.join(words)}`: use a single -k word"
+            names = [node.split("/")[-1].lower() for node in graded_tests()]
+            assert any(keyword.lower() in name for name in names), f"HANDOUT.md: `{' '.join(words)}` selects no test"
+
+
+def test_every_other_command_is_a_known_program():
+    for words in commands():
+        if words[0] == "pytest" or words[2:3] == ["assignment.run"]:
+            continue
+        assert tuple(words[:3]) in OTHER_PROGRAMS or tuple(words[:2]) in OTHER_PROGRAMS, words
+
+
+def test_python_examples_run():
+    examples = [b for b in blocks("python") if "import" in b]
+    assert examples
+    for code in examples:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(code, "HANDOUT.md", "exec"), {})
+        assert "bubble fraction 0.273" in out.getvalue()
+
+
+def sentences(text: str) -> list[str]:
+    text = re.sub(r"```.*?```", " ", text, flags=re.S)
+    return [s.strip() for s in re.split(r"(?<=[.?!:])\s+|\n\s*[-|]", plain(text)) if s.strip()]
+
+
+FALSE_CLAIMS = [
+    r"1F1B\b.*\b(smaller|lower|less|fewer|shorter)\b.*\bbubble",
+    r"1F1B\b.*\breduces?\b.*\bbubble",
+    r"1F1B\b.*\b(faster|more efficient|higher throughput)\b.*\bthan GPipe",
+    r"\bbubble\b.*\b(removed|eliminated|disappears)",
+    r"more micro-batches always",
+    r"Option C\b.*\b(is|as) (the same as|equivalent to) (per-stage )?1F1B",
+]
+
+
+def test_no_claim_the_measurements_contradict():
+    """Statements (not questions) must not say 1F1B shrinks the bubble, beats GPipe in time, and so on."""
+    for sentence in sentences(HANDOUT):
+        if sentence.endswith("?"):
+            continue  # the original's questions stay as questions
+        for pattern in FALSE_CLAIMS:
+            assert not re.search(pattern, sentence, flags=re.I), f"HANDOUT.md claims: {sentence!r}"
+    assert "✅" not in HANDOUT and "⚠️" not in HANDOUT and "❌" not in HANDOUT  # the original's ratings
+
+
+def test_states_what_the_measurements_show():
+    text = plain(HANDOUT)
+    for fact in ["same bubble, (p-1)/(m+p-1)", "activation memory", "at most p-s micro-batches in flight",
+                 "not PipeDream's per-stage 1F1B", "1.23x", "1.10x", "2.29x", "2.91x",
+                 "on one CPU the measured step times do not improve", "per-micro-batch overhead", "smaller kernels",
+                 "µB=2 | µB=4 | µB=4", "1F1W"]:
+        assert plain(fact) in text, fact
+
+
+def test_says_how_to_run_on_cpu_one_gpu_and_several_gpus():
+    text = plain(HANDOUT)
+    for words in ["--device cpu", "--device cuda", "CUDA_VISIBLE_DEVICES", "p GPUs or more", "one GPU", "a CPU only"]:
+        assert words in text
+    assert "Part 6" in text and "per_stage.py" in text
+
+
+def test_readme_links_the_handout_and_mentions_plot():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    student = student_release.student_readme(readme)
+    for text in (readme, student):
+        assert "](HANDOUT.md)" in text
+    assert "--sweep --plot" in student
+
+
+def test_student_release_contains_the_handout_and_the_cleared_notebook():
+    files = student_release.build_student_files()
+    assert files["HANDOUT.md"] == (ROOT / "HANDOUT.md").read_bytes()
+    assert files["assignment/practical9.ipynb"] == (ROOT / "assignment" / "practical9.ipynb").read_bytes()
+    assert b"BEGIN SOLUTION" not in files["assignment/practical9.ipynb"]
+    assert student_release.leaks(files) == []  # no line of any reference answer, the notebook's included
