@@ -197,11 +197,63 @@ def probe_microbatch_loss(impl: Impl, sizes: list[int], seed: int = 0) -> dict:
     return data
 
 
+PER_STAGE = {"gpipe": "gpipe_actions", "1f1b": "one_f_one_b_actions"}
+MAX_ACTIONS = 10_000  # per stage; a correct list has 2m
+
+
+def _plain_action(item) -> list | str:
+    """An action as plain data for the judge: ``[stage, kind, mb]`` from a tuple (``Action`` is one),
+    the string itself, or a short ``repr`` the judge's parser will refuse with a message."""
+    import numbers
+    if isinstance(item, str):
+        return item[:40]
+    if isinstance(item, (tuple, list)) and len(item) == 3:
+        out = []
+        for x in item:
+            if isinstance(x, numbers.Integral) and not isinstance(x, bool):
+                out.append(int(x))
+            elif isinstance(x, str):
+                out.append(x[:10])
+            else:
+                return repr(item)[:60]
+        return out
+    return repr(item)[:60]
+
+
+def probe_per_stage(impl: Impl, schedule: str, num_stages: int, num_microbatches: int) -> dict:
+    """Call the student's per-stage list function for every stage; return the lists as plain data.
+
+    ``schedule``: ``"gpipe"`` (``gpipe_actions``) or ``"1f1b"`` (``one_f_one_b_actions``). Returns
+    ``{"error", "actions": [[action, ...] per stage]}``, each action ``[stage, kind, mb]`` or a string;
+    the judge parses and validates them (``autograder.schedule``) and runs them in its own runtime.
+    """
+    import itertools
+    data: dict = {"error": None, "actions": None}
+    name = PER_STAGE[schedule]
+    try:
+        fn = getattr(impl.module("per_stage"), name)
+        lists = []
+        for stage in range(num_stages):
+            returned = fn(stage, num_stages, num_microbatches)
+            if isinstance(returned, (str, bytes)) or not hasattr(returned, "__iter__"):
+                raise TypeError(f"{name}(stage={stage}, ...) returned {type(returned).__name__}; "
+                                f"return a list of Action(stage, kind, mb)")
+            items = list(itertools.islice(iter(returned), MAX_ACTIONS + 1))
+            if len(items) > MAX_ACTIONS:
+                raise ValueError(f"{name}(stage={stage}, ...) returned more than {MAX_ACTIONS} actions")
+            lists.append([_plain_action(item) for item in items])
+        data["actions"] = lists
+    except Exception as exc:  # student code: any exception is a result, not a crash
+        data["error"] = describe_exception(exc, impl)
+    return data
+
+
 PROBES = {
     "schedule": probe_schedule,
     "partition": probe_partition,
     "split": probe_split,
     "microbatch_loss": probe_microbatch_loss,
+    "per_stage": probe_per_stage,
 }
 
 

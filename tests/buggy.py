@@ -71,6 +71,28 @@ BUGS = {
             "Option A: naive: forwards and backwards": "micro-batch 0 never ran forward",
         },
     ),
+    "one_f_one_b_without_warmup": dict(
+        file="per_stage.py",
+        old="    warmup = min(num_stages - stage - 1, num_microbatches)\n",
+        new="    warmup = 0\n",
+        # Every stage runs F0 B0 F1 B1 ...: valid, correct gradients, little memory, but the naive
+        # pipeline's timeline (each stage waits for the whole pipeline after every forward).
+        fails={
+            "the lists take (m + p - 1)(F + B), also when m < p [1f1b]":
+                "Each stage s must start with min(p - s - 1, m) forwards",
+            "one process per stage beats the naive pipeline (1.7x at p=4, 1.25x at p=2) [1f1b":
+                "x is expected (ideal",
+        },
+    ),
+    "one_f_one_b_warmup_reversed": dict(
+        file="per_stage.py",
+        old="    warmup = min(num_stages - stage - 1, num_microbatches)\n",
+        new="    warmup = min(stage, num_microbatches)\n",
+        # Stage 0 runs F0 B0 while stage 1 runs F0 F1 B0: each waits for the other. The judge's
+        # validator finds the deadlock before anything runs; the runtime never sees the lists.
+        fails={"Part 6 Per-stage schedules: ": "deadlock: rank 0 is stuck at 0B0 waiting for 1B0"},
+        passes_with=["[gpipe"],
+    ),
 }
 
 
