@@ -3,7 +3,8 @@
 Each bug names the file it changes, the exact reference text it replaces (the test fails loudly if
 the reference changes so the bug no longer applies), and what grading must say: for every test
 whose name contains a key, the failure output must contain the value (or one of the values, for a
-tuple); every other test must pass.
+tuple); every other test must pass. ``select`` (a pytest ``-k`` expression) limits grading to the
+tests a bug can affect, to keep the suite fast.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ BUGS = {
             "returns the full-batch mean loss": "about m times too large",
         },
         passes_with=["[sizes3]", "p1-m1"],  # m = 1: nothing to scale
+        select="not part6",
     ),
     "gpipe_backward_per_microbatch": dict(
         file="schedules.py",
@@ -40,6 +42,7 @@ BUGS = {
             "Option B: GPipe: peak micro-batches": "keeps exactly",
         },
         passes_with=["p1-m1"],
+        select="gpipe and not part6",
     ),
     "delayed_without_final_backward": dict(
         file="schedules.py",
@@ -53,12 +56,14 @@ BUGS = {
             "Option C: delayed backward: on p in-order": "never ran backward on stage",
             "Option C: delayed backward: peak": "never ran backward on stage",
         },
+        select="delayed and not part6",
     ),
     "delayed_without_guard": dict(
         file="schedules.py",
         old="        if i > 0:\n            backward_of(i - 1)",
         new="        backward_of(i - 1)",
         fails={"Option C: delayed backward:": "submission/schedules.py"},
+        select="delayed and not part6",
     ),
     "naive_skips_a_microbatch": dict(
         file="schedules.py",
@@ -70,6 +75,7 @@ BUGS = {
             "Option A: naive: returns": "full-batch mean loss is",
             "Option A: naive: forwards and backwards": "micro-batch 0 never ran forward",
         },
+        select="naive and not part6",
     ),
     "one_f_one_b_without_warmup": dict(
         file="per_stage.py",
@@ -92,6 +98,69 @@ BUGS = {
         # validator finds the deadlock before anything runs; the runtime never sees the lists.
         fails={"Part 6 Per-stage schedules: ": "deadlock: rank 0 is stuck at 0B0 waiting for 1B0"},
         passes_with=["[gpipe"],
+    ),
+    "gpipe_zeroes_gradients": dict(
+        file="schedules.py",
+        old="""    ### BEGIN SOLUTION part2.gpipe_step: first the forward of every micro-batch (keep their losses), then the backward of every micro-batch
+    batch_size = inputs.shape[0]""",
+        new="""    ### BEGIN SOLUTION part2.gpipe_step: first the forward of every micro-batch (keep their losses), then the backward of every micro-batch
+    for stage in stages:
+        stage.zero_grad()
+    batch_size = inputs.shape[0]""",
+        fails={"Option B: GPipe: accumulated gradients": "your code zeroed them",
+               "Option B: GPipe: gradients are right": "your code zeroed them"},
+        select="gpipe and not part6",
+    ),
+    "naive_steps_the_weights": dict(
+        file="schedules.py",
+        old="""        total += loss.detach()
+    return total.item()
+    ### END SOLUTION
+
+
+def gpipe_step""",
+        new="""        total += loss.detach()
+    torch.optim.SGD([p for stage in stages for p in stage.parameters()], lr=0.1).step()
+    return total.item()
+    ### END SOLUTION
+
+
+def gpipe_step""",
+        fails={"Option A: naive: accumulated gradients": "parameter values changed during the step",
+               "Option A: naive: gradients are right": "parameter values changed during the step"},
+        select="naive and not part6",
+    ),
+    "activations_detached_between_stages": dict(
+        file="schedules.py",
+        old="        x = stage(x.to(stage_device(stage)))\n",
+        new="        x = stage(x.to(stage_device(stage)).detach())\n",
+        fails={
+            "accumulated gradients": "received no gradient while later stages did",
+            "gradients are right with one stage": "received no gradient while later stages did",
+            "forwards and backwards run": "never ran backward on stage",
+            "on p in-order devices": "never ran backward on stage",
+            "peak micro-batches": "never ran backward on stage",
+        },
+        passes_with=["p1-m1"],  # one stage: nothing to detach
+        select="not part6 and not Partition and not microbatch",
+    ),
+    "delayed_backward_runs_twice": dict(
+        file="schedules.py",
+        old="""        loss.backward()
+        total += loss.detach()
+        forward_outputs[k] = None""",
+        new="""        loss.backward(retain_graph=True)
+        loss.backward()
+        total += loss.detach()
+        forward_outputs[k] = None""",
+        fails={
+            "Option C: delayed backward: accumulated gradients": "backward ran twice",
+            "Option C: delayed backward: gradients are right": "backward ran twice",
+            "Option C: delayed backward: forwards and backwards": "ran twice on stage",
+            "Option C: delayed backward: on p in-order": "ran twice on stage",
+            "Option C: delayed backward: peak": "ran twice on stage",
+        },
+        select="delayed and not part6",
     ),
 }
 
