@@ -219,7 +219,7 @@ def main(argv=None) -> int:
             print(f"\nTimelines written to {args.trace_dir}/ (open the .json files in https://ui.perfetto.dev)")
     if args.plot and results:
         from autograder.figures import write_figures
-        written = write_figures(results, args, args.plot)
+        written = write_figures(results, args, args.plot, package=__package__)
         print(f"\nFigures written to {args.plot}/: {len(written)} files (PNG figures, JSON data, "
               f"Chrome traces for https://ui.perfetto.dev)")
     elif args.plot:

@@ -15,6 +15,9 @@ same machine load. Printed: a Markdown table with, per runtime and schedule, the
 over all rounds, the ideal ``(m + p - 1)(F + B)`` of the emulated costs (``p (F + B) m`` for the
 naive schedule), their ratio (1.00 = no overhead at all) and the range of the rounds' ratios; then
 the machine it ran on.
+
+A TA tool: the student release leaves it out (it runs the reference GPipe and 1F1B lists of
+``autograder.reference_schedules``, the answers of Part 6).
 """
 from __future__ import annotations
 
@@ -31,7 +34,8 @@ import torch
 
 from .emulate import EmulatedTime, ideal_step_time, naive_step_time
 from .runtime import PipelinePool, PipelineSpec, _use_loopback, default_start_method
-from .schedule import gpipe_schedule, naive_schedule, one_f_one_b_schedule
+from .reference_schedules import gpipe_schedule, one_f_one_b_schedule
+from .schedule import naive_schedule
 
 
 # -- torch.distributed.pipelining -----------------------------------------------------------------

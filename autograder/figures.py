@@ -8,8 +8,9 @@ writes into DIR:
   and as a Chrome trace (open it in https://ui.perfetto.dev);
 * ``timeline-<schedule>-p<p>-m<m>-measured.png|.json``: the same step as it really ran on this
   machine (times in seconds; on one device the stages take turns);
-* ``timeline-1f1b-p<p>-m<m>-simulated.png|.json``: per-stage 1F1B (PipeDream-flush,
-  ``autograder.schedule.one_f_one_b_schedule``) simulated under the same costs, for comparison;
+* ``timeline-1f1b-p<p>-m<m>-simulated.png|.json``: per-stage 1F1B (PipeDream-flush) simulated
+  under the same costs, for comparison: the student's own lists of Part 6
+  (``<package>/per_stage.py``, ``one_f_one_b_actions``), once written and valid;
 * ``sweep.png`` + ``sweep.json``: measured step time, replayed speedup over naive and bubble
   fraction against m, for A, B, C and per-stage 1F1B, with the theory curves;
 * ``in_flight.png`` + ``in_flight.json``: peak micro-batches in flight per stage (the activation
@@ -19,14 +20,20 @@ The JSON files hold the numbers the PNGs show, so tests (and students) can check
 uniform costs, GPipe's bubble fraction is (p-1)/(m+p-1), 3/11 at p = 4, m = 8, and so is
 per-stage 1F1B's; GPipe keeps m micro-batches in flight on every stage, 1F1B min(p - s, m) on
 stage s. PNGs need matplotlib (the ``plot`` extra); without it only the JSON is written.
+
+While ``one_f_one_b_actions`` is not implemented (or its lists are not a valid schedule) the
+per-stage 1F1B curve, bars and timelines are left out and ``warn`` is told in one line which task
+to do; everything else is drawn all the same.
 """
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
-from .schedule import Costs, naive_schedule, one_f_one_b_schedule, simulate, timeline_from_events
+from .schedule import Costs, Schedule, naive_schedule, parse_schedule, simulate, timeline_from_events, validate
 from .timeline import PNG_COLOURS, save_png, write_chrome_trace
 
 LABELS = {
@@ -42,6 +49,8 @@ STYLE = {  # colour, marker, line style: GPipe and 1F1B coincide in time, so 1F1
     "1f1b": ("#2CA02C", "D", "--"),
 }
 COSTS = {"forward": 1.0, "backward": 2.0}  # per average micro-batch, as in run.py's replay
+ONE_F_ONE_B_TASK = "part6.one_f_one_b_actions"
+PACKAGES = ("solutions", "assignment")  # where per_stage.py is looked for when the caller's package has none
 
 
 def _costs(rows: Iterable[int]) -> Costs:
@@ -61,11 +70,48 @@ def _point(m: int, result, serial: float, step_ms: Optional[float], ok: Optional
     }
 
 
-def sweep_data(results: list[dict], p: int, setting: Optional[dict] = None) -> dict[str, Any]:
+def _has_per_stage(package: Optional[str]) -> bool:
+    if not package:
+        return False
+    try:
+        return importlib.util.find_spec(f"{package}.per_stage") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def per_stage_1f1b(package: Optional[str], p: int, ms: Iterable[int]) -> tuple[dict[int, Schedule], Optional[str]]:
+    """The student's per-stage 1F1B lists, ``{m: {stage: [Action, ...]}}`` for each m in ``ms``.
+
+    Built from ``<package>/per_stage.py`` (``one_f_one_b_actions(stage, p, m)`` for every stage) and
+    validated. Returns ``(lists, None)``, or ``({}, note)`` with a one-line note saying why there are
+    none: the task is not implemented yet, or the student's code fails or gives an invalid schedule.
+    """
+    if not _has_per_stage(package):
+        return {}, "(no per-stage 1F1B in the figures: no per_stage.py found)"
+    where = f"{package}/per_stage.py"
+    lists: dict[int, Schedule] = {}
+    try:
+        module = importlib.import_module(f"{package}.per_stage")
+        for m in ms:
+            schedule = parse_schedule({s: module.one_f_one_b_actions(s, p, m) for s in range(p)})
+            validate(schedule, p, m)
+            lists[m] = schedule
+    except NotImplementedError:
+        return {}, f"(no per-stage 1F1B in the figures: implement {ONE_F_ONE_B_TASK} in {where}, Part 6)"
+    except Exception as exc:  # the student's code: one line, never a traceback
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return {}, (f"(no per-stage 1F1B in the figures: {ONE_F_ONE_B_TASK} of {where} at p={p}: "
+                    f"{type(exc).__name__}: {first})")
+    return lists, None
+
+
+def sweep_data(results: list[dict], p: int, setting: Optional[dict] = None,
+               one_f_one_b: Optional[dict[int, Schedule]] = None) -> dict[str, Any]:
     """The numbers of the Part 4 figure, JSON-ready.
 
     ``results``: dicts from ``run.run_schedule`` (keys name, m, ms, replayed, speedup, rows,
-    rel_diff). Per-stage 1F1B is added, simulated with the same costs for every m present.
+    rel_diff). ``one_f_one_b``: per-stage 1F1B lists by m (:func:`per_stage_1f1b`); they are
+    simulated with the same costs and added as the ``1f1b`` curve for every m present that has one.
     Returns ``{"p", "microbatches", "costs", "setting", "schedules": {name: {"label",
     "simulated", "points": [{"m", "step_ms", "speedup", "bubble", "makespan", "peak_in_flight",
     "correct"}, ...]}}, "theory": {"bubble": {m: (p-1)/(m+p-1)}, "ideal_speedup": {m: m p/(m+p-1)}}}``.
@@ -78,12 +124,14 @@ def sweep_data(results: list[dict], p: int, setting: Optional[dict] = None) -> d
         entry = schedules.setdefault(r["name"], {"label": LABELS[r["name"]], "simulated": False, "points": []})
         entry["points"].append(_point(r["m"], r["replayed"], serial, r["ms"], r["rel_diff"] <= 1e-3))
     ms = sorted(rows_of)
-    if ms:
+    one_f_one_b = one_f_one_b or {}
+    lists = {m: one_f_one_b[m] for m in ms if m in one_f_one_b}
+    if lists:
         entry = schedules.setdefault("1f1b", {"label": LABELS["1f1b"], "simulated": True, "points": []})
-        for m in ms:
+        for m, schedule in lists.items():
             costs = _costs(rows_of[m])
             serial = simulate(naive_schedule(p, m), costs).makespan
-            entry["points"].append(_point(m, simulate(one_f_one_b_schedule(p, m), costs), serial, None, None))
+            entry["points"].append(_point(m, simulate(schedule, costs), serial, None, None))
     return {
         "p": p,
         "microbatches": ms,
@@ -186,21 +234,28 @@ def _write_json(path: Path, data: Any) -> Path:
 
 
 def write_figures(results: list[dict], args, out_dir: Path,
-                  warn: Callable[[str], None] = print) -> list[Path]:
+                  warn: Callable[[str], None] = print, package: Optional[str] = None) -> list[Path]:
     """Write every figure and its data for ``results`` into ``out_dir``; returns the paths written.
 
     ``args`` is run.py's parsed command line (stages, model, width, depth, batch, device).
-    Without matplotlib the JSON files are still written and ``warn`` is told once.
+    ``package``: whose ``per_stage.py`` gives the per-stage 1F1B lists (``run.py`` passes its own
+    package, the code that just ran); by default the first of :data:`PACKAGES` that has one. Without matplotlib the JSON files are still written and ``warn`` is told once;
+    without valid 1F1B lists (not implemented yet) ``warn`` is told which task to do.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     p = args.stages
+    if package is None:
+        package = next((name for name in PACKAGES if _has_per_stage(name)), None)
+    one_f_one_b, note = per_stage_1f1b(package, p, sorted({r["m"] for r in results}))
+    if note:
+        warn(note)
     setting = {k: getattr(args, k) for k in ("model", "width", "depth", "batch", "device", "seed") if hasattr(args, k)}
     where = f"{args.model} width {args.width} depth {args.depth} batch {args.batch}"
     written: list[Path] = []
     pngs: list[tuple[Callable[..., Path], tuple]] = []
 
-    sweep = sweep_data(results, p, setting)
+    sweep = sweep_data(results, p, setting, one_f_one_b)
     in_flight = in_flight_data(sweep) if sweep["microbatches"] else None
     written.append(_write_json(out_dir / "sweep.json", sweep))
     pngs.append((plot_sweep, (sweep, out_dir / "sweep.png", f"Part 4 sweep, p = {p} ({where})")))
@@ -216,10 +271,10 @@ def write_figures(results: list[dict], args, out_dir: Path,
         timelines.append((out_dir / f"{stem}-measured", timeline_from_events(r["events"]),
                           f"{label} (measured, seconds)"))
     for m in sweep["microbatches"]:
-        rows = next(r["rows"] for r in results if r["m"] == m)
-        timelines.append((out_dir / f"timeline-1f1b-p{p}-m{m}-simulated",
-                          simulate(one_f_one_b_schedule(p, m), _costs(rows)),
-                          f"{LABELS['1f1b']}, p={p}, m={m}"))
+        if m in one_f_one_b:
+            rows = next(r["rows"] for r in results if r["m"] == m)
+            timelines.append((out_dir / f"timeline-1f1b-p{p}-m{m}-simulated",
+                              simulate(one_f_one_b[m], _costs(rows)), f"{LABELS['1f1b']}, p={p}, m={m}"))
     for stem, result, title in timelines:
         written.append(write_chrome_trace(result, stem.with_suffix(".json")))
         pngs.append((save_png, (result, stem.with_suffix(".png"), title)))

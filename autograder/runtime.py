@@ -882,21 +882,34 @@ def launch(schedule: Any, spec: PipelineSpec, steps: int = 1, *, validate_first:
 # Command line: python -m autograder.runtime (also under torchrun)
 # --------------------------------------------------------------------------------------------
 
-def schedule_named(name: str, p: int, m: int, impl: Optional[str] = None) -> Schedule:
-    """The reference schedule ``name`` (naive, gpipe, 1f1b), or a package's per-stage lists."""
-    from . import schedule as S
+SCHEDULE_NAMES = ("naive", "gpipe", "1f1b")
+DEFAULT_IMPLS = ("solutions", "assignment")  # without --impl: the first of these packages that exists
 
-    if impl:
-        from .impl import resolve
+
+def schedule_named(name: str, p: int, m: int, impl: Optional[str] = None) -> Schedule:
+    """The schedule ``name``: ``naive`` (fixed), or ``gpipe`` / ``1f1b`` as a package's per-stage lists.
+
+    ``gpipe`` and ``1f1b`` are Part 6 of the assignment: ``{s: gpipe_actions(s, p, m)}`` and
+    ``{s: one_f_one_b_actions(s, p, m)}`` from ``<impl>/per_stage.py``. ``impl`` is ``assignment``,
+    ``solutions`` or a submission directory; by default the first of :data:`DEFAULT_IMPLS` that
+    this repository has (a student's repository has only ``assignment``). Raises
+    NotImplementedError while the task is not done.
+    """
+    from .impl import REPO_ROOT, ImplError, resolve
+    from .schedule import naive_schedule
+
+    if name not in SCHEDULE_NAMES:
+        raise RuntimeInputError(f"unknown schedule {name!r}: choose one of {', '.join(SCHEDULE_NAMES)}")
+    if name == "naive":
+        return naive_schedule(p, m)
+    if impl is None:
+        impl = next((n for n in DEFAULT_IMPLS if (REPO_ROOT / n / "per_stage.py").is_file()), DEFAULT_IMPLS[-1])
+    try:
         mod = resolve(impl).module("per_stage")
-        fn = {"gpipe": mod.gpipe_actions, "1f1b": mod.one_f_one_b_actions}.get(name)
-        if fn is None:
-            raise RuntimeInputError(f"--impl supports the schedules gpipe and 1f1b, not {name!r}")
-        return parse_schedule({s: fn(s, p, m) for s in range(p)})
-    makers = {"naive": S.naive_schedule, "gpipe": S.gpipe_schedule, "1f1b": S.one_f_one_b_schedule}
-    if name not in makers:
-        raise RuntimeInputError(f"unknown schedule {name!r}: choose one of {', '.join(makers)}")
-    return makers[name](p, m)
+    except ImplError as exc:
+        raise RuntimeInputError(str(exc)) from None
+    fn = {"gpipe": mod.gpipe_actions, "1f1b": mod.one_f_one_b_actions}[name]
+    return parse_schedule({s: fn(s, p, m) for s in range(p)})
 
 
 def summary(result: RunResult, width: int = 100) -> str:
@@ -922,7 +935,8 @@ def _arguments(argv: Optional[list[str]]) -> argparse.Namespace:
                     "Starts its own processes, or runs as one rank under torchrun.")
     parser.add_argument("--schedule", default="1f1b", help="naive, gpipe or 1f1b (default 1f1b)")
     parser.add_argument("--impl", default=None,
-                        help="take the gpipe/1f1b lists from this package's per_stage.py (assignment, solutions)")
+                        help="take the gpipe/1f1b lists from this package's per_stage.py: assignment, solutions or "
+                             "a submission directory (default: solutions if this repository has it, else assignment)")
     parser.add_argument("-p", "--stages", type=int, default=4)
     parser.add_argument("-m", "--microbatches", type=int, default=8)
     parser.add_argument("--batch", type=int, default=16)

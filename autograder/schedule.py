@@ -25,8 +25,11 @@ What this module offers (pure Python, no torch):
   marking the first offending action;
 * replay of recorded events: :func:`schedule_from_events`, :func:`replay`,
   :func:`timeline_from_events`;
-* reference schedules: :func:`naive_schedule`, :func:`gpipe_schedule`,
-  :func:`one_f_one_b_schedule`, :func:`delayed_backward_schedule`.
+* two fixed schedules: :func:`naive_schedule` (Option A, the baseline) and
+  :func:`delayed_backward_schedule` (the order of the Part 5 loop, Option C).
+
+GPipe and 1F1B as per-stage lists are not here: writing them is Part 6 of the assignment
+(``per_stage.py``: ``gpipe_actions`` and ``one_f_one_b_actions``).
 
 Pictures of a :class:`SimResult` live in ``autograder.timeline``.
 """
@@ -659,7 +662,7 @@ def timeline_from_events(events: Iterable[Any]) -> SimResult:
 
 
 # --------------------------------------------------------------------------------------------
-# Reference schedules (one stage per rank; stage s on rank s)
+# Fixed schedules (one stage per rank; stage s on rank s). GPipe and 1F1B: Part 6, per_stage.py
 # --------------------------------------------------------------------------------------------
 
 def _check_pm(p: Any, m: Any) -> tuple[int, int]:
@@ -674,32 +677,6 @@ def naive_schedule(p: int, m: int) -> Schedule:
     starts. Every stage runs F0 B0 F1 B1 ...; makespan m * p * (F + B)."""
     p, m = _check_pm(p, m)
     return {s: [Action(s, kind, k) for k in range(m) for kind in ("F", "B")] for s in range(p)}
-
-
-def gpipe_schedule(p: int, m: int) -> Schedule:
-    """GPipe (all forwards, then all backwards): stage s runs F0..F(m-1) then B0..B(m-1).
-    Makespan (m + p - 1) * (F + B); every stage holds all m micro-batches at its peak."""
-    p, m = _check_pm(p, m)
-    return {s: [Action(s, "F", k) for k in range(m)] + [Action(s, "B", k) for k in range(m)]
-            for s in range(p)}
-
-
-def one_f_one_b_schedule(p: int, m: int) -> Schedule:
-    """1F1B (PipeDream-flush). Stage s: warm-up with min(p - s - 1, m) forwards, then alternate
-    one forward and one backward while forwards remain, then the remaining backwards.
-    Same makespan as GPipe, but stage s holds at most min(p - s, m) micro-batches."""
-    p, m = _check_pm(p, m)
-    schedule: Schedule = {}
-    for s in range(p):
-        warmup = min(p - s - 1, m)
-        actions = [Action(s, "F", k) for k in range(warmup)]
-        backward = 0
-        for forward in range(warmup, m):  # steady state: 1 forward, 1 backward
-            actions += [Action(s, "F", forward), Action(s, "B", backward)]
-            backward += 1
-        actions += [Action(s, "B", k) for k in range(backward, m)]  # cool-down
-        schedule[s] = actions
-    return schedule
 
 
 def delayed_backward_schedule(p: int, m: int) -> Schedule:

@@ -26,9 +26,11 @@ from . import release
 from .impl import REPO_ROOT
 
 MARKER_FILE = ".practical-release"
-# What of autograder/ students do not get: tests kept for grading, and the TAs' tools (release, Gradescope).
+# What of autograder/ students do not get: tests kept for grading, the TAs' tools (release, Gradescope, the
+# runtime benchmark) and the reference GPipe / 1F1B lists (the answers of Part 6).
 EXCLUDED = ("autograder/hidden/", "autograder/release.py", "autograder/student_release.py", "autograder/notebook.py",
-            "autograder/gradescope/", "autograder/grade.py")
+            "autograder/gradescope/", "autograder/grade.py", "autograder/bench.py",
+            "autograder/reference_schedules.py")
 STUDENT_BEGIN, STUDENT_END = "<!-- BEGIN STUDENT -->", "<!-- END STUDENT -->"
 TOP_FILES = ("HANDOUT.md", "Dockerfile", ".gitignore")
 

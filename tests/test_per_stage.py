@@ -9,8 +9,8 @@ import assignment.per_stage as skeleton
 import solutions.per_stage as ref
 from autograder.impl import resolve
 from autograder.probes import _plain_action, probe_per_stage
-from autograder.schedule import (Action, Costs, gpipe_schedule, one_f_one_b_schedule, parse_schedule, simulate,
-                                 validate)
+from autograder.reference_schedules import gpipe_schedule, one_f_one_b_schedule
+from autograder.schedule import Action, Costs, parse_schedule, simulate, validate
 
 
 def lists(fn, p, m):

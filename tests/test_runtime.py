@@ -13,9 +13,9 @@ import torch
 from autograder import runtime as R
 from autograder.checks import GRAD_RTOL, LOSS_RTOL
 from autograder.emulate import EmulatedTime, device_sleep, ideal_step_time, naive_step_time
-from autograder.schedule import (Action, Costs, delayed_backward_schedule, gpipe_schedule, naive_schedule,
-                                 one_f_one_b_schedule, parse_schedule, replay, schedule_from_events,
-                                 timeline_from_events)
+from autograder.reference_schedules import gpipe_schedule, one_f_one_b_schedule
+from autograder.schedule import (Action, Costs, delayed_backward_schedule, naive_schedule, parse_schedule, replay,
+                                 schedule_from_events, timeline_from_events)
 from tests.conftest import ROOT
 
 SCHEDULES = {"naive": naive_schedule, "gpipe": gpipe_schedule, "1f1b": one_f_one_b_schedule,

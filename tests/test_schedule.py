@@ -1,4 +1,5 @@
-"""Tests of autograder.schedule: parsing, cost model, simulator, validator, replay, reference schedules.
+"""Tests of autograder.schedule and autograder.reference_schedules: parsing, cost model, simulator, validator,
+replay, the fixed and the reference schedules.
 
 Every number here is computed by hand (uniform costs F = 1, B = 2, transfer 0 unless stated), with
 the timeline drawn in a comment where it is not a textbook formula. Time runs left to right; each
@@ -18,9 +19,7 @@ from autograder.schedule import (
     delayed_backward_schedule,
     dependencies,
     format_grid,
-    gpipe_schedule,
     naive_schedule,
-    one_f_one_b_schedule,
     parse_action,
     parse_schedule,
     replay,
@@ -29,6 +28,7 @@ from autograder.schedule import (
     timeline_from_events,
     validate,
 )
+from autograder.reference_schedules import gpipe_schedule, one_f_one_b_schedule
 
 A = Action
 REFERENCE_SCHEDULES = [naive_schedule, gpipe_schedule, one_f_one_b_schedule, delayed_backward_schedule]

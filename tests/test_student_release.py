@@ -1,6 +1,7 @@
 """The student release: complete, runnable, and without solution text or hidden tests."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -61,3 +62,51 @@ def test_release_never_overwrites_other_work(tmp_path):
     with pytest.raises(student_release.ReleaseRefused, match="not empty"):
         student_release.write_student_repo(tmp_path, {"a.txt": b"x"})
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+# The reference GPipe and 1F1B lists are the answers of Part 6 (per_stage.py) as data: TA only.
+PART6_ANSWERS = ("gpipe_schedule", "one_f_one_b_schedule")
+
+
+def test_release_leaves_out_the_reference_gpipe_and_1f1b_lists():
+    files = student_release.build_student_files()
+    assert "autograder/reference_schedules.py" not in files and "autograder/bench.py" not in files
+    for path, data in files.items():
+        text = data.decode("utf-8", errors="replace")
+        assert "reference_schedules" not in text, f"{path} names the TA-only module reference_schedules"
+        for name in PART6_ANSWERS:
+            assert f"def {name}" not in text, f"{path} defines {name}: the answer of Part 6"
+
+
+def test_no_released_file_uses_the_reference_lists():
+    """Code, notebook and documents students receive take GPipe and 1F1B from per_stage.py, never from the TAs' module."""
+    files = student_release.build_student_files()
+    for path, data in files.items():
+        text = data.decode("utf-8", errors="replace")
+        for name in PART6_ANSWERS:
+            assert name not in text, f"{path} uses {name}, which the student release does not have"
+
+
+def test_released_autograder_cannot_produce_the_1f1b_list(tmp_path):
+    """Import every released autograder module (tests aside) in a copy of the release: none has the lists."""
+    files = student_release.build_student_files()
+    repo = tmp_path / "repo"
+    student_release.write_student_repo(repo, files)
+    modules = sorted(path[:-3].replace("/", ".").removesuffix(".__init__") for path in files
+                     if path.startswith("autograder/") and path.endswith(".py")
+                     and not path.rsplit("/", 1)[-1].startswith(("test_", "conftest")))
+    probe = f"""
+import importlib, importlib.util, sys
+assert importlib.util.find_spec("autograder.reference_schedules") is None, "autograder.reference_schedules exists"
+for name in sys.argv[1:]:
+    module = importlib.import_module(name)
+    assert module.__file__.startswith({str(repo)!r}), (name, module.__file__)
+    found = [answer for answer in {PART6_ANSWERS!r} if hasattr(module, answer)]
+    assert not found, f"{{name}} has {{found}}"
+print("imported", len(sys.argv) - 1)
+"""
+    env = {**os.environ, "PYTHONPATH": str(repo), "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.run([sys.executable, "-c", probe, *modules], cwd=repo, capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert f"imported {len(modules)}" in proc.stdout and len(modules) >= 10

@@ -7,9 +7,8 @@ import sys
 
 import pytest
 
-from autograder.schedule import (
-    Costs, Event, gpipe_schedule, one_f_one_b_schedule, simulate, timeline_from_events,
-)
+from autograder.reference_schedules import gpipe_schedule, one_f_one_b_schedule
+from autograder.schedule import Costs, Event, simulate, timeline_from_events
 from autograder.timeline import ascii_gantt, chrome_trace, save_png, write_chrome_trace
 
 # GPipe p=2, m=2 (F=1, B=2): makespan 9, bubble 1 - 12/18 = 1/3.
