@@ -43,3 +43,16 @@ def optimal_max_stage(sizes: list[int], num_stages: int) -> int:
         else:
             lo = mid + 1
     return lo
+
+
+def expect_value_errors(bad: dict, call: str) -> None:
+    """Fail unless every bad-argument call raised ValueError.
+
+    ``bad``: a probe's ``{argument: {"raised": name or None, "message": str}}``; ``call``: the call
+    with ``{}`` where the bad argument goes, e.g. ``"partition(model with 4 layers, num_stages={})"``.
+    """
+    for value, result in bad.items():
+        if result["raised"] != "ValueError":
+            did = "returned normally" if result["raised"] is None else f"raised {result['message']}"
+            pytest.fail(f"{call.format(value)} {did}; it must raise ValueError with a message saying what "
+                        f"is wrong", pytrace=False)
