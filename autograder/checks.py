@@ -42,6 +42,8 @@ def check_loss(trial: Trial, ref: Reference) -> str | None:
     problem = check_error(trial)
     if problem:
         return problem
+    if trial.return_problem:
+        return f"{trial.spec}: {trial.return_problem}"
     if abs(trial.loss - ref.loss) <= LOSS_RTOL * abs(ref.loss) + 1e-6:
         return None
     ratio = trial.loss / ref.loss if ref.loss else float("nan")

@@ -13,7 +13,7 @@ import pytest
 
 from autograder.impl import ImplError, resolve
 from autograder.scoring import ScorePlugin
-from autograder.trial import InProcessRunner, TrialSpec, run_trial
+from autograder.trial import InProcessRunner, TimeoutBreaker, TrialSpec, run_trial
 
 HERE = Path(__file__).resolve().parent
 collect_ignore = []
@@ -27,8 +27,9 @@ def pytest_addoption(parser):
                     help="run student code in sandboxed child processes (as grading does)")
     group.addoption("--results-json", default=None, help="write Gradescope results.json here")
     group.addoption("--hidden", action="store_true", help="also run the hidden tests kept for grading")
-    group.addoption("--trial-timeout", type=float, default=60.0,
-                    help="seconds one traced step may take before it counts as hanging")
+    group.addoption("--trial-timeout", type=float, default=20.0,
+                    help="seconds one call into student code may take before it counts as hanging (after two "
+                         "such timeouts, later calls get 5 s)")
     group.addoption("--sandbox-user", default=None,
                     help="with --isolate, run student code as this (unprivileged) user when running as root")
 
@@ -44,8 +45,16 @@ def pytest_ignore_collect(collection_path, config):
 def pytest_configure(config):
     config.addinivalue_line("markers", "points(n, part): points of a graded test and its part")
     config.addinivalue_line("markers", "hidden: a test that runs only when grading")
+    check_impl_option(config)
     path = config.getoption("--results-json")
     config.pluginmanager.register(ScorePlugin(Path(path) if path else None), "autograder-score")
+
+
+def check_impl_option(config) -> None:
+    """Reject a bad ``--impl`` before any test runs: one line, not a setup error per test."""
+    spec = config.getoption("--impl")
+    if spec not in ("assignment", "solutions") and not Path(spec).expanduser().is_dir():
+        raise pytest.UsageError(f"--impl {spec}: not 'assignment', 'solutions' or an existing directory")
 
 
 @pytest.fixture(scope="session")
@@ -60,6 +69,7 @@ def runner(request, tmp_path_factory):
                           user=request.config.getoption("--sandbox-user"))
     else:
         r = InProcessRunner(impl, timeout=request.config.getoption("--trial-timeout"))
+    r = TimeoutBreaker(r)
     yield r
     r.close()
 

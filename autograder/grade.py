@@ -16,6 +16,7 @@ import csv
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -29,7 +30,7 @@ from .scoring import score_table
 MAX_ZIP_FILES = 500
 MAX_ZIP_BYTES = 20 * 1024 * 1024
 MAX_OUTPUT_CHARS = 8000
-DEFAULT_TIMEOUT = 30 * 60
+DEFAULT_TIMEOUT = 15 * 60  # whole grading; a hanging submission takes about 4 minutes (see conftest)
 SCHEMA = Path(__file__).resolve().parent / "gradescope" / "results.schema.json"
 
 
@@ -89,12 +90,15 @@ def summary(doc: dict, missing: list[str]) -> str:
     lines = []
     for name in missing:
         lines.append(f"{name} was not in your submission: the tasks in it score 0 (the skeleton was used).")
-    lines += score_table([(t["tags"][0], t["score"], t["max_score"]) for t in doc["tests"]])
+    visible = [t for t in doc["tests"] if t["visibility"] == "visible"]
+    lines += score_table([(t["tags"][0], t["score"], t["max_score"]) for t in visible])
+    if len(visible) < len(doc["tests"]):
+        lines.append("(the hidden tests' results are shown after the due date)")
     return "\n".join(lines)
 
 
 def grade_submission(submission: Path, results_path: Path, *, hidden: bool = True, user: str | None = None,
-                     timeout: float = DEFAULT_TIMEOUT, trial_timeout: float = 60.0, log: Path | None = None) -> dict:
+                     timeout: float = DEFAULT_TIMEOUT, trial_timeout: float = 20.0, log: Path | None = None) -> dict:
     """Grade one submission (folder or zip) and write results.json; always returns the document written."""
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pp-grade-") as tmp:
@@ -111,11 +115,11 @@ def grade_submission(submission: Path, results_path: Path, *, hidden: bool = Tru
                    "--results-json", str(raw), "--trial-timeout", str(trial_timeout), "-q", "-p", "no:cacheprovider",
                    *(["--hidden"] if hidden else []), *(["--sandbox-user", user] if user else [])]
             env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(REPO_ROOT)}
-            proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+            stdout, stderr = run_in_own_session(cmd, timeout, env)
             if log is not None:
-                log.write_text(proc.stdout[-200_000:] + proc.stderr[-50_000:])
+                log.write_text(stdout[-200_000:] + stderr[-50_000:])
             if not raw.is_file():
-                tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
+                tail = (stdout + stderr).strip().splitlines()[-1:] or ["no output"]
                 raise GradeError(f"the autograder wrote no results ({tail[0][:300]})")
             doc = json.loads(raw.read_text())
             doc["execution_time"] = round(time.monotonic() - start, 3)
@@ -129,6 +133,19 @@ def grade_submission(submission: Path, results_path: Path, *, hidden: bool = Tru
             doc = failure_results(f"internal error: {type(exc).__name__}: {exc}", time.monotonic() - start)
     write_json(results_path, doc)
     return doc
+
+
+def run_in_own_session(cmd: list[str], timeout: float, env: dict) -> tuple[str, str]:
+    """Run the judge in its own process group; on timeout kill the whole group (sandbox workers and
+    whatever student code is still running), so nothing outlives this grading."""
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
 
 
 def write_json(path: Path, doc: dict) -> None:
@@ -171,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--user", default=None, help="run student code as this unprivileged user (when root)")
     parser.add_argument("--no-hidden", action="store_true", help="skip the hidden tests")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds for one whole grading")
-    parser.add_argument("--trial-timeout", type=float, default=60.0, help="seconds for one call into student code")
+    parser.add_argument("--trial-timeout", type=float, default=20.0, help="seconds for one call into student code")
     args = parser.parse_args(argv)
     kwargs = dict(hidden=not args.no_hidden, user=args.user, timeout=args.timeout, trial_timeout=args.trial_timeout)
     try:
@@ -189,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
         print(doc["output"])
         print(f"results: {args.results}")
         return 0
+    except OSError as exc:
+        print(f"error: cannot write the results: {exc}", file=sys.stderr)
+        return 2
     except GradeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

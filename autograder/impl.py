@@ -20,6 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # The files students edit: the only files ever taken from a submission. tests/ checks that this
 # list equals the files of solutions/ that contain task markers.
 EDITABLE_FILES = ("partition.py", "microbatch.py", "schedules.py", "per_stage.py")
+SUBMISSION_PACKAGE = "submission"
 
 
 class ImplError(ValueError):
@@ -39,9 +40,20 @@ class Impl:
         return self.root / self.name
 
     def module(self, name: str):
-        """Import ``<package>.<name>`` (``root`` is put first on ``sys.path`` once)."""
+        """Import ``<package>.<name>`` (``root`` is put first on ``sys.path`` once).
+
+        A submission is imported as the package ``submission``; ``assignment`` is made an alias of
+        it, so a student's absolute imports (``from assignment.microbatch import ...``, as IDEs write
+        them) reach the submitted files, as they do in the student's own repository.
+        """
         if str(self.root) not in sys.path:
             sys.path.insert(0, str(self.root))
+        if self.name == SUBMISSION_PACKAGE:
+            package = importlib.import_module(self.name)
+            if sys.modules.get("assignment") is not package:
+                for key in [k for k in sys.modules if k == "assignment" or k.startswith("assignment.")]:
+                    del sys.modules[key]
+                sys.modules["assignment"] = package
         return importlib.import_module(f"{self.name}.{name}")
 
 
@@ -70,7 +82,7 @@ def overlay(submission: Path, workdir: Path | None = None) -> Impl:
     root = Path(workdir or tempfile.mkdtemp(prefix="pp-impl-")) / f"impl-{digest}"
     if root.exists():
         shutil.rmtree(root)
-    target = root / "submission"
+    target = root / SUBMISSION_PACKAGE
     shutil.copytree(pristine, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     missing = []
     for name in EDITABLE_FILES:
@@ -79,7 +91,7 @@ def overlay(submission: Path, workdir: Path | None = None) -> Impl:
             missing.append(name)
             continue
         shutil.copyfile(found, target / name)
-    return Impl("submission", root, tuple(missing))
+    return Impl(SUBMISSION_PACKAGE, root, tuple(missing))
 
 
 def find_submitted(submission: Path, name: str) -> Path | None:

@@ -68,8 +68,12 @@ def sentinel_grads(model: nn.Module, seed: int) -> dict[str, torch.Tensor]:
 
 
 def probe_schedule(impl: Impl, schedule: str, num_stages: int, num_microbatches: int, batch_size: int,
-                   width: int, depth: int, seed: int, kind: str = "mlp", device: str = "auto") -> dict:
-    """Run one traced step of a student schedule; return loss, gradients, events and notes."""
+                   width: int, depth: int, seed: int, kind: str = "mlp", device: str = "cpu") -> dict:
+    """Run one traced step of a student schedule; return loss, gradients, events and notes.
+
+    ``device``: ``"cpu"`` by default, so a grade never depends on whether the grading machine has
+    a GPU (GPU behaviour is checked by ``test_gpu.py``, worth 0 points).
+    """
     model_mod = impl.module("model")
     devices_mod = impl.module("devices")
     model = model_mod.make_model(width, depth, seed=seed, kind=kind)
@@ -82,14 +86,15 @@ def probe_schedule(impl: Impl, schedule: str, num_stages: int, num_microbatches:
         params[name].grad = g.to(params[name].device)
     tracer = Tracer(inputs, expected_sizes(batch_size, num_microbatches))
     traced = tracer.wrap(stages)
-    data = {"error": None, "loss": None}
+    # A wrong return type costs only the loss test: "return_problem", not "error".
+    data = {"error": None, "loss": None, "return_problem": None}
     try:
         step = getattr(impl.module("schedules"), SCHEDULES[schedule])
         loss = step(traced, inputs, targets, model_mod.loss_function(), num_microbatches)
         if isinstance(loss, torch.Tensor) and loss.numel() == 1:
-            data["error"] = "TypeError: returned a tensor; return the loss as a Python float (loss.item())"
+            data["return_problem"] = "returned a tensor; return the loss as a Python float (loss.item())"
         elif isinstance(loss, bool) or not isinstance(loss, (float, int)):
-            data["error"] = f"TypeError: returned {type(loss).__name__}; return the batch loss as a Python float"
+            data["return_problem"] = f"returned {type(loss).__name__}; return the batch loss as a Python float"
         else:
             data["loss"] = float(loss)
     except Exception as exc:  # student code: any exception is a result, not a crash

@@ -638,4 +638,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Import ourselves by name: run as __main__, this file is a second copy of the module, whose
+    # ReleaseError would not be the one student_release.py and notebook.py raise.
+    from autograder.release import main as _main
+
+    sys.exit(_main())

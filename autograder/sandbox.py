@@ -82,7 +82,7 @@ import torch
 from .impl import REPO_ROOT, Impl
 from . import probes
 from .probes import PROBES, SCHEDULES
-from .trial import BadData, ProbeFailed, Runner
+from .trial import BadData, ProbeFailed, Runner, TimedOut
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -97,6 +97,12 @@ TOKEN_VARIABLE = "PP_SANDBOX_TOKEN"  # in the worker's environment, so its desce
 OOM_SIGNS = ("MemoryError", "can't allocate memory", "Cannot allocate memory", "std::bad_alloc")
 FLOOD_SIGNS = ("[Errno 27]", "File too large")
 STUDENT_FUNCTION = {"partition": "partition", "split": "split_microbatches", "microbatch_loss": "microbatch_loss"}
+
+
+# The autograder modules the child imports (and student code may use: schedule, timeline). Nothing
+# else is copied: not the hidden tests, not the TA-only modules (reference_schedules, release, ...).
+CHILD_MODULES = ("__init__.py", "child.py", "impl.py", "probes.py", "schedule.py", "timeline.py", "tracing.py",
+                 "trial.py")
 
 
 class SandboxError(RuntimeError):
@@ -149,9 +155,8 @@ class SandboxRunner(Runner):
         source = REPO_ROOT / "autograder"
         target = self._src / "autograder"
         target.mkdir(parents=True)
-        for path in sorted(source.glob("*.py")):
-            if path.name != "conftest.py" and not path.name.startswith("test_"):
-                shutil.copyfile(path, target / path.name)
+        for name in CHILD_MODULES:  # only what the child runs: never the hidden tests or TA-only modules
+            shutil.copyfile(source / name, target / name)
         shutil.copytree(self.impl.package_dir, self._src / self.impl.name,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         compileall.compile_dir(self._src, quiet=2)  # the worker runs with -B: it reads .pyc, never writes
@@ -334,10 +339,11 @@ class SandboxRunner(Runner):
             message = self._read(deadline)
             if not message:  # worker gone (killed by the call?) or stuck past the grace period
                 self._stop_worker()
-                raise ProbeFailed(f"the grading process stopped answering during {what} (did your code kill, stop "
-                                  f"or signal other processes?)" if message == {} else
-                                  f"timed out after {self.timeout:g} s during {what}, and the grading process "
-                                  f"stopped answering")
+                if message == {}:
+                    raise ProbeFailed(f"the grading process stopped answering during {what} (did your code kill, "
+                                      f"stop or signal other processes?)")
+                raise TimedOut(f"timed out after {self.timeout:g} s during {what}, and the grading process "
+                               f"stopped answering")
             if message.get("id") != request["id"]:
                 continue
             # The worker shares the student's uid, so its lines are checked like any other data.
@@ -354,7 +360,7 @@ class SandboxRunner(Runner):
         output = tail.decode("utf-8", "replace") if tail else ""
         where = _where(output, self.impl.name)
         if how == "timeout":
-            raise ProbeFailed(f"timed out after {self.timeout:g} s during {what}{where}: does every loop end, "
+            raise TimedOut(f"timed out after {self.timeout:g} s during {what}{where}: does every loop end, "
                               f"does every micro-batch's backward run exactly once, and does nothing wait "
                               f"for a lock or a process that never comes?")
         if how == "signal":

@@ -9,8 +9,8 @@ Speedup = serial work / replayed makespan. The serial work is the sum of every e
 is the replayed makespan of the naive pipeline (it keeps one device busy at a time), so this is the
 speedup over the naive schedule at the same p and m.
 
-Thresholds come from the replayed reference solutions (tests/test_speed_thresholds.py prints and
-checks them):
+Thresholds come from the replayed reference solutions (tests/test_speed_thresholds.py checks
+them):
 
 * GPipe at p=4: ideal m*p/(m+p-1) = 2.91 at m=8 and 2.29 at m=4; the threshold sits 10% below,
   so backward in any micro-batch order passes, while a GPipe that runs each backward right after

@@ -28,8 +28,7 @@ from .impl import REPO_ROOT
 MARKER_FILE = ".practical-release"
 # What of autograder/ students do not get: tests kept for grading, the TAs' tools (release, Gradescope, the
 # runtime benchmark) and the reference GPipe / 1F1B lists (the answers of Part 6).
-EXCLUDED = ("autograder/hidden/", "autograder/release.py", "autograder/student_release.py", "autograder/notebook.py",
-            "autograder/gradescope/", "autograder/grade.py", "autograder/bench.py",
+EXCLUDED = ("autograder/hidden/", "autograder/release.py", "autograder/student_release.py", "autograder/notebook.py", "autograder/bench.py",
             "autograder/reference_schedules.py")
 STUDENT_BEGIN, STUDENT_END = "<!-- BEGIN STUDENT -->", "<!-- END STUDENT -->"
 TOP_FILES = ("HANDOUT.md", "Dockerfile", ".gitignore")
@@ -56,10 +55,13 @@ def grade_in_subprocess(repo: Path, impl: str, *extra: str) -> tuple[dict, str]:
 
 def prove_reference(root: Path = REPO_ROOT) -> str:
     """Refuse unless the solutions pass every test, hidden ones included. Returns a summary line."""
-    results, _ = grade_in_subprocess(root, "solutions", "--hidden")
+    results, output = grade_in_subprocess(root, "solutions", "--hidden")
     failed = [t["name"] for t in results["tests"] if t["status"] != "passed"]
     total = sum(t["max_score"] for t in results["tests"])
-    if failed or not results["tests"]:
+    if not results["tests"]:
+        last = output.strip().splitlines()[-1] if output.strip() else "no output"
+        raise ReleaseRefused(f"no graded test ran against the solutions ({last})")
+    if failed:
         raise ReleaseRefused(f"the solutions do not score full marks ({results['score']:g}/{total:g}); failing: "
                              + "; ".join(failed[:5]))
     return f"solutions score {results['score']:g}/{total:g} ({len(results['tests'])} tests, hidden included)"
@@ -116,13 +118,22 @@ def leaks(files: dict[str, bytes], root: Path = REPO_ROOT) -> list[str]:
     return found
 
 
-def write_student_repo(dest: Path, files: dict[str, bytes]) -> None:
-    """Write ``files`` into ``dest``: empty or an earlier release only (never someone's work)."""
+def check_destination(dest: Path) -> Path:
+    """``dest``, resolved, if a release may be written there: outside this repository, and empty or
+    an earlier release (never someone's work)."""
     dest = dest.resolve()
     if dest == REPO_ROOT or REPO_ROOT in dest.parents:
         raise ReleaseRefused(f"{dest} is inside this repository; write the student release elsewhere")
+    if dest.exists() and not dest.is_dir():
+        raise ReleaseRefused(f"{dest} is a file; give a directory for the student release")
     if dest.exists() and any(dest.iterdir()) and not (dest / MARKER_FILE).is_file():
         raise ReleaseRefused(f"{dest} is not empty and is not an earlier student release; choose another directory")
+    return dest
+
+
+def write_student_repo(dest: Path, files: dict[str, bytes]) -> None:
+    """Write ``files`` into ``dest`` (see :func:`check_destination`)."""
+    dest = check_destination(dest)
     if dest.exists():
         for child in dest.iterdir():
             if child.name != ".git":
@@ -146,6 +157,7 @@ def check_skeleton_scores_zero(dest: Path) -> str:
 
 def student_release(dest: Path, root: Path = REPO_ROOT) -> list[str]:
     """The whole release; returns the lines to print. Raises ReleaseRefused before writing if unsafe."""
+    check_destination(dest)  # refuse before the slow proof, not after
     lines = [prove_reference(root)]
     files = build_student_files(root)
     found = leaks(files, root)

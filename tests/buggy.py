@@ -166,8 +166,8 @@ def gpipe_step""",
 
 
 def make_submission(name: str, dest: Path) -> Path:
-    """Write the buggy submission ``name`` (all editable files, one of them changed) into ``dest``."""
-    bug = BUGS[name]
+    """Write the submission ``name`` of BUGS or VARIANTS (all editable files, one changed) into ``dest``."""
+    bug = BUGS[name] if name in BUGS else VARIANTS[name]
     dest.mkdir(parents=True, exist_ok=True)
     for path in (ROOT / "solutions").glob("*.py"):
         text = path.read_text()
@@ -176,3 +176,14 @@ def make_submission(name: str, dest: Path) -> Path:
             text = text.replace(bug["old"], bug["new"])
         (dest / path.name).write_text(text)
     return dest
+
+
+# Correct code written differently: must score full marks on the tests it touches.
+VARIANTS = {
+    "absolute_imports": dict(  # what IDEs write; the grader renames the package, so it must alias it
+        file="schedules.py",
+        old="from .devices import stage_device\nfrom .microbatch import microbatch_loss, split_microbatches\n",
+        new="from assignment.devices import stage_device\nfrom assignment.microbatch import microbatch_loss, "
+            "split_microbatches\n",
+    ),
+}

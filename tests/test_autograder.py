@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.buggy import BUGS, make_submission
-from tests.conftest import by_name, grade
+from tests.buggy import BUGS, VARIANTS, make_submission
+from tests.conftest import ROOT, by_name, grade
 
 
 def test_solutions_score_full_marks(solutions_results):
@@ -44,3 +44,24 @@ def test_buggy_submission_loses_the_right_points(bug, tmp_path):
             assert any(w in t["output"] for w in wanted), f"{bug}: {name}:\n{t['output']}"
         else:
             assert t["status"] == "passed", f"{bug}: {name} should pass:\n{t['output']}"
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_correct_variants_score_full_marks_in_the_sandbox(variant, tmp_path):
+    results, output = grade(make_submission(variant, tmp_path / variant), tmp_path, "--isolate", "-k", "not part6")
+    failed = [t["name"] for t in results["tests"] if t["status"] != "passed"]
+    assert results["tests"] and not failed, f"{variant}: {failed[:3]}\n{output[-2000:]}"
+
+
+def test_wrong_return_type_costs_only_the_loss_test(tmp_path):
+    sub = make_submission("gpipe_backward_per_microbatch", tmp_path / "sub")  # any copy of the reference
+    text = (ROOT / "solutions" / "schedules.py").read_text()
+    old = "    return torch.stack([loss.detach() for loss in losses]).sum().item()"
+    assert old in text
+    (sub / "schedules.py").write_text(text.replace(old, "    return torch.stack([loss.detach() for loss in losses]).sum()"))
+    results, _ = grade(sub, tmp_path, "-k", "gpipe and not part6")
+    for name, t in by_name(results).items():
+        if "returns the full-batch mean loss" in name:
+            assert t["status"] == "failed" and "return the loss as a Python float" in t["output"]
+        else:
+            assert t["status"] == "passed", f"{name}: {t['output']}"

@@ -9,7 +9,9 @@ python3 -m venv /autograder/venv
 # CPU build of torch: Gradescope's graders have no GPU (the Docker image in the repository root
 # uses a CUDA base image instead).
 /autograder/venv/bin/pip install --quiet --index-url https://download.pytorch.org/whl/cpu "torch>=2.4"
-/autograder/venv/bin/pip install --quiet ".[test]" jsonschema
+# Only the dependencies, not the project: installed, autograder/ (hidden tests, TA-only modules)
+# would sit world-readable in site-packages, importable by student code.
+/autograder/venv/bin/pip install --quiet "pytest>=7.4" "pytest-timeout>=2.2" "jsonschema>=4.0"
 
 # Student code runs as this user; it cannot read hidden tests or write results.
 id -u student >/dev/null 2>&1 || useradd --create-home --shell /usr/sbin/nologin student
