@@ -100,7 +100,7 @@ STUDENT_FUNCTION = {"partition": "partition", "split": "split_microbatches", "mi
 
 
 # The autograder modules the child imports (and student code may use: schedule, timeline). Nothing
-# else is copied: not the hidden tests, not the TA-only modules (reference_schedules, release, ...).
+# else is copied: not the hidden tests, not the TA-only modules (the reference lists, the release tools).
 CHILD_MODULES = ("__init__.py", "child.py", "impl.py", "probes.py", "schedule.py", "timeline.py", "tracing.py",
                  "trial.py")
 

@@ -29,7 +29,8 @@ MARKER_FILE = ".practical-release"
 # What of autograder/ students do not get: tests kept for grading, the TAs' tools (release, Gradescope, the
 # runtime benchmark) and the reference GPipe / 1F1B lists (the answers of Part 6).
 EXCLUDED = ("autograder/hidden/", "autograder/release.py", "autograder/student_release.py", "autograder/notebook.py", "autograder/bench.py",
-            "autograder/reference_schedules.py")
+            "autograder/reference_schedules.py", "autograder/gradescope/__init__.py",
+            "autograder/gradescope/__main__.py")  # (the upload-zip builder needs solutions/; run_autograder stays)
 STUDENT_BEGIN, STUDENT_END = "<!-- BEGIN STUDENT -->", "<!-- END STUDENT -->"
 TOP_FILES = ("HANDOUT.md", "Dockerfile", ".gitignore")
 
