@@ -8,6 +8,7 @@ result is never trusted beyond its shape.
 """
 from __future__ import annotations
 
+import abc
 import functools
 import math
 import signal
@@ -36,16 +37,18 @@ class BadData(ProbeFailed):
     """A probe returned data of the wrong shape or type (a crash or tampering in the child)."""
 
 
-class Runner:
+class Runner(abc.ABC):
     """Runs probes against one implementation; ``call`` returns the probe's data or raises ProbeFailed."""
 
     impl: Impl
+    timeout: float
 
+    @abc.abstractmethod
     def call(self, probe: str, **kwargs) -> dict:
-        raise NotImplementedError
+        """Run ``PROBES[probe](impl, **kwargs)`` somewhere and return its data."""
 
     def close(self) -> None:
-        pass
+        """Release what the runner holds (processes, directories)."""
 
 
 class _Timeout(BaseException):
