@@ -162,8 +162,7 @@ def _explain(found, expected_w, sizes, m) -> str:
 
 # -- the order of events --------------------------------------------------------------------------
 
-def event_grid(events: list[Event], num_stages: int, mark: int | None = None, note: str = "",
-               max_rows: int = 40) -> str:
+def event_grid(events: list[Event], num_stages: int, mark: int | None = None, max_rows: int = 40) -> str:
     """The recorded events in start order, one per row, in their stage's column.
 
     ``mark``: index (in start order) of the event to flag with ``<-- ERROR HERE``. Long grids stop a
@@ -175,7 +174,7 @@ def event_grid(events: list[Event], num_stages: int, mark: int | None = None, no
     last = max_rows if mark is None else max(mark + 6, max_rows // 2)
     for i, e in enumerate(ordered[:last]):
         cells = [(str(e) if e.stage == s else "").ljust(width + 2) for s in range(num_stages)]
-        flag = f"  <-- ERROR HERE{': ' + note if note else ''}" if i == mark else ""
+        flag = "  <-- ERROR HERE" if i == mark else ""
         lines.append(f"{i:>4}  " + "".join(cells).rstrip() + flag)
     if len(ordered) > last:
         lines.append(f"   ... {len(ordered) - last} more event(s)")
