@@ -32,7 +32,7 @@ EXCLUDED = ("autograder/hidden/", "autograder/release.py", "autograder/student_r
             "autograder/reference_schedules.py", "autograder/gradescope/__init__.py",
             "autograder/gradescope/__main__.py")  # (the upload-zip builder needs solutions/; run_autograder stays)
 STUDENT_BEGIN, STUDENT_END = "<!-- BEGIN STUDENT -->", "<!-- END STUDENT -->"
-TOP_FILES = ("HANDOUT.md", "Dockerfile", ".gitignore")
+TOP_FILES = ("HANDOUT.md", "Dockerfile", "constraints.txt", ".gitignore")
 
 
 class ReleaseRefused(release.ReleaseError):

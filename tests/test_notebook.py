@@ -8,10 +8,12 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from autograder import notebook, release
+from autograder.toolenv import find_tool, tool_env
 from tests.conftest import ROOT
 
 SOURCE = ROOT / "solutions" / "practical9.ipynb"
@@ -168,9 +170,22 @@ def course(tmp_path_factory):
     (root / "source" / "practical9").mkdir(parents=True)
     shutil.copy(SOURCE, root / "source" / "practical9" / NAME)
     proc = subprocess.run([*cli, "generate_assignment", "practical9", "--force", f"--CourseDirectory.root={root}"],
-                          cwd=root, capture_output=True, text=True, timeout=300)
+                          cwd=root, capture_output=True, text=True, timeout=300, env=tool_env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root
+
+
+def test_nbgrader_runs_without_the_environment_on_path(tmp_path):
+    """A TA (or CI) who runs nbgrader with a venv's python that is not activated: nbgrader runs its
+    database migrations with the ``alembic`` executable by name, found through tool_env()."""
+    cli = _nbgrader_cli()
+    bare = os.pathsep.join(p for p in ("/usr/local/bin", "/usr/bin", "/bin") if Path(p).is_dir())
+    assert find_tool("alembic") is not None
+    proc = subprocess.run([*cli, "db", "student", "add", "someone", f"--CourseDirectory.root={tmp_path}"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env=tool_env({"HOME": str(tmp_path), "PATH": bare}))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "gradebook.db").is_file()
 
 
 def test_release_equals_nbgrader_generate_assignment(course):
@@ -185,8 +200,8 @@ def test_nbgrader_autograde_gives_the_reference_every_autograded_point(course, t
     submitted = course / "submitted" / "ref" / "practical9"
     submitted.mkdir(parents=True)
     shutil.copy(SOURCE, submitted / NAME)
-    env = {**os.environ, "PRACTICAL9_ROOT": str(ROOT), "PRACTICAL9_PACKAGE": "solutions",
-           "PRACTICAL9_FIGURES": str(tmp_path / "figures")}
+    env = tool_env(PRACTICAL9_ROOT=str(ROOT), PRACTICAL9_PACKAGE="solutions",
+                   PRACTICAL9_FIGURES=str(tmp_path / "figures"))
     for args in (["db", "student", "add", "ref"], ["autograde", "practical9", "--force"]):
         proc = subprocess.run([*cli, *args, f"--CourseDirectory.root={course}"], cwd=course, env=env,
                               capture_output=True, text=True, timeout=500)

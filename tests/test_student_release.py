@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import site
 import subprocess
@@ -115,3 +116,28 @@ print("imported", len(sys.argv) - 1)
                           env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert f"imported {len(modules)}" in proc.stdout and len(modules) >= 10
+
+
+def quick_start_commands(readme: str) -> str:
+    """The first bash block after the README's "### Quick start" heading, verbatim."""
+    section = readme.split("### Quick start", 1)[1]
+    return section.split("```bash\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_quick_start_runs_verbatim_in_a_fresh_environment(released, tmp_path):
+    """The student README's quick start, copied as it is, in a fresh copy of the release with no
+    environment activated: it installs, runs the main job and ends with the skeleton's score table."""
+    dest, _ = released
+    repo = tmp_path / "repo"
+    shutil.copytree(dest, repo, ignore=shutil.ignore_patterns(".venv", "__pycache__", "*.egg-info"))
+    script = quick_start_commands((repo / "README.md").read_text())
+    assert "source .venv/bin/activate" in script and "python -m pytest autograder/" in script
+    env = {k: v for k, v in os.environ.items() if k in ("HOME", "LANG", "LC_ALL", "TMPDIR")}
+    env["PATH"] = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if ".venv" not in p)
+    proc = subprocess.run(["bash", "-c", script], cwd=repo, capture_output=True, text=True, timeout=880, env=env)
+    out = proc.stdout + proc.stderr
+    assert "Still to implement" in out, out[-3000:]
+    assert re.search(r"Total\s+0/\d+", out), out[-3000:]
+    assert "Traceback" not in out and "Warning" not in out, out[-3000:]

@@ -24,6 +24,7 @@ def zip_entries(root: Path = REPO_ROOT) -> dict[str, Path]:
     entries = {name: HERE / name for name in ENTRY_POINTS}
     entries["pyproject.toml"] = root / "pyproject.toml"
     entries["README.md"] = root / "README.md"
+    entries["constraints.txt"] = root / "constraints.txt"
     for package in ("assignment", "autograder"):
         for rel in package_files(root / package):
             entries[f"{package}/{rel}"] = root / package / rel
