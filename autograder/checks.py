@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from .schedule import Event
+from .schedules import Event
 from .trial import Reference, Trial
 
 GRAD_RTOL = 1e-3

@@ -230,7 +230,7 @@ def probe_per_stage(impl: Impl, schedule: str, num_stages: int, num_microbatches
 
     ``schedule``: ``"gpipe"`` (``gpipe_actions``) or ``"1f1b"`` (``one_f_one_b_actions``). Returns
     ``{"error", "actions": [[action, ...] per stage]}``, each action ``[stage, kind, mb]`` or a string;
-    the judge parses and validates them (``autograder.schedule``) and runs them in its own runtime.
+    the judge parses and validates them (``autograder.schedules``) and runs them in its own runtime.
     """
     import itertools
     data: dict = {"error": None, "actions": None}

@@ -157,6 +157,7 @@ class SandboxRunner(Runner):
         target.mkdir(parents=True)
         for name in CHILD_MODULES:  # only what the child runs: never the hidden tests or TA-only modules
             shutil.copyfile(source / name, target / name)
+        shutil.copytree(source / "schedules", target / "schedules", ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copytree(self.impl.package_dir, self._src / self.impl.name,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         compileall.compile_dir(self._src, quiet=2)  # the worker runs with -B: it reads .pyc, never writes

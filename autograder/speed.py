@@ -1,7 +1,7 @@
 """Speed on emulated devices: replay the recorded per-stage order on p in-order devices.
 
 Real compute on a 2-core CPU shows no pipeline speedup, so speed is graded on a deterministic
-replay (``autograder.schedule.replay``): each stage is a device with one in-order queue that runs
+replay (``autograder.schedules.replay``): each stage is a device with one in-order queue that runs
 the stage's recorded events in their recorded order, each event waiting for its dependencies.
 Costs: a forward costs ``rows`` of its micro-batch, a backward twice that, transfers are free.
 
@@ -22,8 +22,8 @@ them):
 """
 from __future__ import annotations
 
-from .schedule import Costs, naive_schedule, replay, simulate
-from .timeline import ascii_gantt
+from .schedules import Costs, naive_schedule, replay, simulate
+from .schedules.timeline import ascii_gantt
 from .trial import Trial
 
 SPEED_THRESHOLDS = {"gpipe": {4: 2.05, 8: 2.60}, "delayed": {4: 1.05, 8: 1.05}}

@@ -1,7 +1,7 @@
 """Part 6: per-stage schedules as data (``gpipe_actions``, ``one_f_one_b_actions``).
 
 The student's functions only *return lists*. The probe hands the lists back as plain data; the
-judge parses, validates and simulates them with ``autograder.schedule`` and runs them in its own
+judge parses, validates and simulates them with ``autograder.schedules`` and runs them in its own
 multi-process runtime (``autograder.runtime``, one process per stage over torch.distributed, gloo
 on the CPU). So no student code runs in the judge's processes.
 
@@ -27,9 +27,9 @@ import pytest
 
 from autograder import checks
 from autograder.runtime import PipelineError, PipelinePool, PipelineSpec, RuntimeInputError
-from autograder.schedule import (Costs, ScheduleError, format_grid, naive_schedule, parse_schedule,
+from autograder.schedules import (Costs, ScheduleError, format_grid, naive_schedule, parse_schedule,
                                  simulate, validate)
-from autograder.timeline import ascii_gantt
+from autograder.schedules.timeline import ascii_gantt
 from autograder.trial import ProbeFailed, Trial, TrialSpec, reference
 
 PART = "Part 6 Per-stage schedules"

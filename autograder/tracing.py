@@ -24,7 +24,7 @@ import time
 import torch
 from torch import nn
 
-from .schedule import Event
+from .schedules import Event
 
 _clock = time.perf_counter
 UNKNOWN_MB = -1

@@ -19,7 +19,7 @@ import torch
 
 from .impl import REPO_ROOT, Impl
 from .probes import PROBES, even_partition, expected_sizes, sentinel_grads
-from .schedule import Event
+from .schedules import Event
 
 
 class ProbeFailed(Exception):

@@ -14,9 +14,9 @@ A micro-batch is **in flight** on stage s from the start of its forward until th
 backward there: the stage must keep its activations for the backward, so the peak number in
 flight is the stage's activation memory.
 
-Check your lists without torch (``autograder.schedule``)::
+Check your lists without torch (``autograder.schedules``)::
 
-    from autograder.schedule import validate, simulate, Costs, format_grid
+    from autograder.schedules import validate, simulate, Costs, format_grid
     lists = {s: one_f_one_b_actions(s, 4, 8) for s in range(4)}
     print(format_grid(lists))       # the step x stage grid
     validate(lists, 4, 8)           # raises with the first wrong action marked
@@ -26,7 +26,7 @@ and run them with one process per stage: ``python -m autograder.runtime --impl a
 """
 from __future__ import annotations
 
-from autograder.schedule import Action
+from autograder.schedules import Action
 
 
 def gpipe_actions(stage: int, num_stages: int, num_microbatches: int) -> list[Action]:

@@ -7,7 +7,7 @@ import inspect
 import pytest
 import torch
 
-from autograder import release
+from autograder.instructor import release
 from autograder.impl import EDITABLE_FILES
 from tests.conftest import ROOT
 

@@ -12,7 +12,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
-from autograder.toolenv import tool_env
+from autograder.instructor.toolenv import tool_env
 from tests.conftest import ROOT
 
 GRADE_DEPENDS_ON = ("torch", "pytest", "pytest-timeout", "jsonschema", "nbgrader")
@@ -87,8 +87,8 @@ def test_every_installer_reads_the_constraints_and_pins_nothing_itself(path):
 
 
 def test_the_zip_and_the_student_release_carry_the_constraints():
-    from autograder.gradescope.__main__ import zip_entries
-    from autograder.student_release import build_student_files
+    from autograder.instructor.upload import zip_entries
+    from autograder.instructor.student_release import build_student_files
 
     assert "constraints.txt" in zip_entries()
     assert "constraints.txt" in build_student_files()

@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 
-from autograder import figures
+from autograder.student import figures
 from tests.conftest import ROOT
 
 P, MS = 4, (2, 4, 8)
@@ -93,7 +93,9 @@ def test_timelines_hold_every_forward_and_backward(plotted):
 
 
 def _small_results():
-    from solutions import run
+    from autograder.student import run
+
+    run.PACKAGE = "solutions"
 
     args = run.build_parser().parse_args(["--sweep", "--steps", "1", "--warmup", "0", "--width", "16", "--batch", "16"])
     return args, [run.run_schedule(name, args, m) for m in MS for name in SCHEDULES]

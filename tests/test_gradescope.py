@@ -12,9 +12,9 @@ import zipfile
 import jsonschema
 import pytest
 
-from autograder.grade import SCHEMA
+from autograder.gradescope.grade import SCHEMA
 from autograder.impl import EDITABLE_FILES
-from autograder.toolenv import find_tool
+from autograder.instructor.toolenv import find_tool
 from tests.conftest import ROOT
 
 

@@ -11,8 +11,8 @@ from functools import lru_cache
 
 import pytest
 
-from autograder import student_release
-from solutions import run
+from autograder.instructor import student_release
+from autograder.student import run
 from tests.conftest import ROOT
 from tests.test_notebook import ORIGINAL_QUESTIONS, plain
 

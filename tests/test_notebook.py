@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from autograder import notebook, release
-from autograder.toolenv import find_tool, tool_env
+from autograder.instructor import notebook, release
+from autograder.instructor.toolenv import find_tool, tool_env
 from tests.conftest import ROOT
 
 SOURCE = ROOT / "solutions" / "practical9.ipynb"

@@ -9,8 +9,8 @@ import assignment.per_stage as skeleton
 import solutions.per_stage as ref
 from autograder.impl import resolve
 from autograder.probes import _plain_action, probe_per_stage
-from autograder.reference_schedules import gpipe_schedule, one_f_one_b_schedule
-from autograder.schedule import Action, Costs, parse_schedule, simulate, validate
+from autograder.instructor.reference_schedules import gpipe_schedule, one_f_one_b_schedule
+from autograder.schedules import Action, Costs, parse_schedule, simulate, validate
 
 
 def lists(fn, p, m):
@@ -30,7 +30,7 @@ def test_reference_lists_validate_and_equal_the_judges_schedules(p, m):
     assert all(isinstance(a, Action) for actions in ofob.values() for a in actions)
 
 
-# Hand-computed makespans (F, B, transfer as in autograder.schedule.Costs).
+# Hand-computed makespans (F, B, transfer as in autograder.schedules.Costs).
 # GPipe p=2 m=2 F=1 B=2 t=0.5: stage 0 F0 [0,1] F1 [1,2]; stage 1 F0 [1.5,2.5] F1 [2.5,3.5] B0 [3.5,5.5]
 #   B1 [5.5,7.5]; stage 0 B0 [6,8] B1 [8,10] -> 10.
 # 1F1B p=2 m=2 t=0.5: stage 1 runs F0 [1.5,2.5] B0 [2.5,4.5] F1 [4.5,5.5] B1 [5.5,7.5]; stage 0 runs

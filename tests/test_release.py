@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from autograder import release
-from autograder.release import (
+from autograder.instructor import release
+from autograder.instructor.release import (
     MarkerError,
     ReleaseError,
     Task,

@@ -10,11 +10,11 @@ import time
 import pytest
 import torch
 
-from autograder import runtime as R
+from autograder import dist as R
 from autograder.checks import GRAD_RTOL, LOSS_RTOL
-from autograder.emulate import EmulatedTime, device_sleep, ideal_step_time, naive_step_time
-from autograder.reference_schedules import gpipe_schedule, one_f_one_b_schedule
-from autograder.schedule import (Action, Costs, delayed_backward_schedule, naive_schedule, parse_schedule, replay,
+from autograder.dist.emulate import EmulatedTime, device_sleep, ideal_step_time, naive_step_time
+from autograder.instructor.reference_schedules import gpipe_schedule, one_f_one_b_schedule
+from autograder.schedules import (Action, Costs, delayed_backward_schedule, naive_schedule, parse_schedule, replay,
                                  schedule_from_events, timeline_from_events)
 from tests.conftest import ROOT
 

@@ -1,4 +1,4 @@
-"""Tests of autograder.schedule and autograder.reference_schedules: parsing, cost model, simulator, validator,
+"""Tests of autograder.schedules and autograder.reference_schedules: parsing, cost model, simulator, validator,
 replay, the fixed and the reference schedules.
 
 Every number here is computed by hand (uniform costs F = 1, B = 2, transfer 0 unless stated), with
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from autograder.schedule import (
+from autograder.schedules import (
     Action,
     Costs,
     DeadlockError,
@@ -28,7 +28,7 @@ from autograder.schedule import (
     timeline_from_events,
     validate,
 )
-from autograder.reference_schedules import gpipe_schedule, one_f_one_b_schedule
+from autograder.instructor.reference_schedules import gpipe_schedule, one_f_one_b_schedule
 
 A = Action
 REFERENCE_SCHEDULES = [naive_schedule, gpipe_schedule, one_f_one_b_schedule, delayed_backward_schedule]

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from autograder.probes import expected_sizes
-from autograder.reference_schedules import gpipe_schedule
-from autograder.schedule import Costs, delayed_backward_schedule, naive_schedule, simulate
+from autograder.instructor.reference_schedules import gpipe_schedule
+from autograder.schedules import Costs, delayed_backward_schedule, naive_schedule, simulate
 from autograder.speed import SPEED_THRESHOLDS
 
 CORRECT = {"gpipe": gpipe_schedule, "delayed": delayed_backward_schedule}

@@ -1,4 +1,4 @@
-"""Tests of autograder.timeline: ASCII Gantt chart, Chrome trace, PNG."""
+"""Tests of autograder.schedules.timeline: ASCII Gantt chart, Chrome trace, PNG."""
 from __future__ import annotations
 
 import json
@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from autograder.reference_schedules import gpipe_schedule, one_f_one_b_schedule
-from autograder.schedule import Costs, Event, simulate, timeline_from_events
-from autograder.timeline import ascii_gantt, chrome_trace, save_png, write_chrome_trace
+from autograder.instructor.reference_schedules import gpipe_schedule, one_f_one_b_schedule
+from autograder.schedules import Costs, Event, simulate, timeline_from_events
+from autograder.schedules.timeline import ascii_gantt, chrome_trace, save_png, write_chrome_trace
 
 # GPipe p=2, m=2 (F=1, B=2): makespan 9, bubble 1 - 12/18 = 1/3.
 #   stage 0: F0 F1 .  .  .  B0 B0 B1 B1

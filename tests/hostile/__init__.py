@@ -78,7 +78,7 @@ open(os.path.join(PIDDIR, f"pid-{proc.pid}"), "w").close()
 
 FAKE_EVENTS = """\
 import gc
-from autograder.schedule import Event
+from autograder.schedules import Event
 for obj in gc.get_objects():
     if type(obj).__name__ == "Tracer":
         obj.events.append(Event(0, "F", 0, 0.0, 0.0))

@@ -33,8 +33,8 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
-from .schedule import Costs, Schedule, naive_schedule, parse_schedule, simulate, timeline_from_events, validate
-from .timeline import PNG_COLOURS, save_png, write_chrome_trace
+from ..schedules import Costs, Schedule, naive_schedule, parse_schedule, simulate, timeline_from_events, validate
+from ..schedules.timeline import PNG_COLOURS, save_png, write_chrome_trace
 
 LABELS = {
     "naive": "A naive",

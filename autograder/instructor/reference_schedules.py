@@ -8,7 +8,7 @@ instead; ``tests/test_student_release.py`` checks that no released file defines 
 """
 from __future__ import annotations
 
-from .schedule import Action, Schedule, _check_pm
+from ..schedules.actions import Action, Schedule, _check_pm
 
 __all__ = ["gpipe_schedule", "one_f_one_b_schedule"]
 

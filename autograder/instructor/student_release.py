@@ -22,15 +22,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .. import layout
 from . import release
-from .impl import REPO_ROOT
+from .release import REPO_ROOT
 
 MARKER_FILE = ".practical-release"
-# What of autograder/ students do not get: tests kept for grading, the TAs' tools (release, Gradescope, the
-# runtime benchmark) and the reference GPipe / 1F1B lists (the answers of Part 6).
-EXCLUDED = ("autograder/hidden/", "autograder/release.py", "autograder/student_release.py", "autograder/notebook.py", "autograder/bench.py",
-            "autograder/reference_schedules.py", "autograder/gradescope/__init__.py",
-            "autograder/gradescope/__main__.py")  # (the upload-zip builder needs solutions/; run_autograder stays)
 STUDENT_BEGIN, STUDENT_END = "<!-- BEGIN STUDENT -->", "<!-- END STUDENT -->"
 TOP_FILES = ("HANDOUT.md", "Dockerfile", "constraints.txt", ".gitignore")
 
@@ -98,10 +94,8 @@ def student_pyproject(text: str) -> str:
 def build_student_files(root: Path = REPO_ROOT) -> dict[str, bytes]:
     """Every file of the student repository, path -> content (nothing written)."""
     files = {f"assignment/{rel}": data for rel, data in release.generate(root / "solutions").items()}
-    for rel in release.package_files(root / "autograder"):
-        path = f"autograder/{rel}"
-        if not path.startswith(EXCLUDED):
-            files[path] = (root / path).read_bytes()
+    for rel in layout.files_for("students", root / "autograder"):  # no hidden/, no instructor/
+        files[f"autograder/{rel}"] = (root / "autograder" / rel).read_bytes()
     files["README.md"] = student_readme((root / "README.md").read_text()).encode()
     files["pyproject.toml"] = student_pyproject((root / "pyproject.toml").read_text()).encode()
     for name in TOP_FILES:

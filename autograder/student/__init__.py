@@ -1,0 +1,1 @@
+"""The students' tools: ``python -m assignment.run`` (:mod:`.run`) and its figures (:mod:`.figures`)."""
