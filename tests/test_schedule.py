@@ -414,8 +414,13 @@ def test_validate_names_a_missing_action():
     lines = validation_error({0: "0F0 0F1 0B0 0B1", 1: "1F0 1B0 1F1"})
     assert lines[0] == ("missing action 1B1: every stage must run F and B (or I and W) exactly once "
                         "for each of the 2 micro-batches")
-    assert not any("ERROR HERE" in line for line in lines)
     assert lines[1].split() == ["rank", "0", "rank", "1"]  # the grid follows
+    # the mark is on the action the missing one belongs with: 1F1, whose backward never runs
+    assert [line for line in lines if "ERROR HERE" in line] == [
+        "step 2:  0B0     1F1     <-- ERROR HERE (rank 1: 1F1)"]
+    lines = validation_error({0: "0F0 0F1 0B0 0B1", 1: "1F0 1B0"})  # nothing of (1, 1) to mark
+    assert lines[0].startswith("missing action 1F1 and 1B1:")
+    assert not any("ERROR HERE" in line for line in lines)
 
 
 def test_validate_counts_against_the_requested_sizes():

@@ -60,12 +60,22 @@ def test_ascii_gantt_rows_show_each_ranks_actions_in_order_and_fit_the_width(wid
     assert "." in rows[0] and "." in rows[3]  # warm-up and cool-down bubbles show as idle
 
 
-def test_ascii_gantt_interleaved_rows_name_full_actions():
+def test_ascii_gantt_interleaved_rows_have_a_chunk_line():
+    # rank 0 holds stages 0 and 2 (chunks 0 and 1), rank 1 stages 1 and 3; F = 1, B = 2, transfer 0.5
     result = simulate({0: "0F0 2F0 2B0 0B0", 1: "1F0 3F0 3B0 1B0"}, Costs(transfer=0.5))
-    rows = chart_rows(ascii_gantt(result, width=80))
+    lines = ascii_gantt(result, width=80).splitlines()
+    rows = chart_rows("\n".join(lines))
     assert rows[0].startswith("rank 0 (stages 0,2) |")
-    assert re.findall(r"\d[FB]\d", rows[0]) == ["0F0", "2F0", "2B0", "0B0"]
-    assert re.findall(r"\d[FB]\d", rows[1]) == ["1F0", "3F0", "3B0", "1B0"]
+    assert re.findall(r"[FB]\d", rows[0]) == ["F0", "F0", "B0", "B0"]
+    assert re.findall(r"[FB]\d", rows[1]) == ["F0", "F0", "B0", "B0"]
+    for rank, row in enumerate(rows):
+        chunk_line = lines[lines.index(row) + 1]
+        label_width = len("rank 0 (stages 0,2)")
+        assert chunk_line[:label_width + 2] == "chunk".rjust(label_width) + "  "  # under the row's label
+        assert chunk_line.split() == ["chunk", "0", "1", "1", "0"]
+        starts = [i for i, c in enumerate(row) if c in "FB"]  # every box's first column ...
+        assert [i for i, c in enumerate(chunk_line) if c in "01"] == starts  # ... carries its chunk
+    assert "chunk line: each box's chunk" in " ".join(lines[-2:])  # the legend explains it
 
 
 def test_ascii_gantt_narrow_boxes_keep_their_letter():

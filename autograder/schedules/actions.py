@@ -9,8 +9,10 @@ An *action* is one unit of work of one pipeline stage on one micro-batch:
 It prints like torch.distributed.pipelining's ``_Action``: ``Action(1, "F", 0)`` is ``1F0``
 (stage 1, forward, micro-batch 0). A *schedule* is one list of actions per rank (device), in the
 order that rank executes them: ``{rank: [Action, ...]}``. For ordinary schedules rank ``r`` runs
-stage ``r``; an interleaved schedule puts several stages on one rank. The number of stages is the
-largest stage index plus one.
+stage ``r``; an interleaved schedule puts several stages (model chunks) on one rank, with Megatron-LM's
+*looped* placement: with ``p`` ranks and ``v`` stages per rank, rank ``r`` holds stages ``r, r + p,
+..., r + (v - 1) p`` (:func:`stages_of_rank`), i.e. stage ``s`` runs on rank ``s % p``. The number of
+stages is the largest stage index plus one.
 
 An *event* is an action that really ran, with start and end times in seconds, recorded by the
 tracing harness around the stages; student code never creates events.
@@ -177,3 +179,37 @@ def _check_pm(p: Any, m: Any) -> tuple[int, int]:
         if not _is_int(value) or value < 1:
             raise ScheduleError(f"{name} must be an int >= 1, got {value!r}")
     return int(p), int(m)
+
+
+def stages_of_rank(rank: int, num_ranks: int, stages_per_rank: int) -> list[int]:
+    """The stages rank ``rank`` holds under looped placement: ``rank, rank + p, ..., rank + (v-1) p``.
+
+    ``p = num_ranks``, ``v = stages_per_rank``; the pipeline has ``p * v`` stages and stage ``s``
+    runs on rank ``s % p``. Chunk ``c`` of rank ``r`` is stage ``c * p + r``.
+    """
+    for name, value in (("num_ranks", num_ranks), ("stages_per_rank", stages_per_rank)):
+        if not _is_int(value) or value < 1:
+            raise ScheduleError(f"{name} must be an int >= 1, got {value!r}")
+    if not _is_int(rank) or not 0 <= rank < num_ranks:
+        raise ScheduleError(f"rank must be an int in 0..{num_ranks - 1}, got {rank!r}")
+    return [chunk * num_ranks + rank for chunk in range(stages_per_rank)]
+
+
+def interleaving_problem(num_ranks: int, num_microbatches: int, stages_per_rank: int) -> str | None:
+    """Why Megatron-LM's interleaved 1F1B cannot run these sizes (one line), or None if it can.
+
+    With ``stages_per_rank >= 2`` the micro-batches go through each rank's chunks in groups of
+    ``num_ranks``, so ``num_microbatches`` must be a multiple of ``num_ranks`` (Megatron's
+    constraint). ``stages_per_rank == 1`` is plain 1F1B, any ``num_microbatches``.
+    """
+    for name, value in (("num_ranks (p)", num_ranks), ("num_microbatches (m)", num_microbatches),
+                        ("stages_per_rank (v)", stages_per_rank)):
+        if not _is_int(value) or value < 1:
+            return f"{name} must be an int >= 1, got {value!r}"
+    p, m = int(num_ranks), int(num_microbatches)
+    if stages_per_rank == 1 or m % p == 0:
+        return None
+    options = " or ".join(f"m={k}" for k in sorted({m // p * p, (m // p + 1) * p}) if k > 0)
+    return (f"interleaved 1F1B needs the number of micro-batches to be a multiple of the number of ranks "
+            f"(Megatron's constraint), got m={m} with p={p} ranks: use {options}, or 1F1B / zero-bubble "
+            f"(any m)")

@@ -163,8 +163,12 @@ class SimResult:
                 f"peak in-flight micro-batches {{{peaks}}}")
 
 
-def _peak_in_flight(intervals: Mapping[int, list[tuple[Action, float, float]]]) -> dict[int, int]:
-    """Max over time of micro-batches held per stage; holds are half-open ``[F start, bwd end)``."""
+def _holds(intervals: Mapping[int, list[tuple[Action, float, float]]]) -> dict[tuple[int, int], tuple[float, float]]:
+    """``{(stage, mb): (F start, backward end)}``: when each micro-batch is held on each stage.
+
+    The backward end is the end of ``B``, or of ``W`` for a split backward (``I`` alone does not
+    release: ``W`` still needs the stage's saved inputs); ``inf`` when it never ends.
+    """
     f_start: dict[tuple[int, int], float] = {}
     bwd_end: dict[tuple[int, int], float] = {}
     for rows in intervals.values():
@@ -174,13 +178,20 @@ def _peak_in_flight(intervals: Mapping[int, list[tuple[Action, float, float]]]) 
                 f_start[key] = min(start, f_start.get(key, start))
             elif a.kind in ("B", "W"):
                 bwd_end[key] = max(end, bwd_end.get(key, end))
-    holds: dict[int, list[tuple[float, float]]] = {}
-    for key, start in f_start.items():
-        holds.setdefault(key[0], []).append((start, bwd_end.get(key, math.inf)))
-    peaks = {}
-    for stage, spans in holds.items():
-        peaks[stage] = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
-    return dict(sorted(peaks.items()))
+    return {key: (start, bwd_end.get(key, math.inf)) for key, start in f_start.items()}
+
+
+def _max_overlap(spans: list[tuple[float, float]]) -> int:
+    """Max number of half-open spans ``[start, end)`` covering one instant (0 for none)."""
+    return max((sum(1 for s, e in spans if s <= t < e) for t, _ in spans), default=0)
+
+
+def _peak_in_flight(intervals: Mapping[int, list[tuple[Action, float, float]]]) -> dict[int, int]:
+    """Max over time of micro-batches held per stage; holds are half-open ``[F start, bwd end)``."""
+    by_stage: dict[int, list[tuple[float, float]]] = {}
+    for (stage, _), span in _holds(intervals).items():
+        by_stage.setdefault(stage, []).append(span)
+    return {stage: _max_overlap(spans) for stage, spans in sorted(by_stage.items())}
 
 
 def _result(intervals: dict[int, list[tuple[Action, float, float]]]) -> SimResult:

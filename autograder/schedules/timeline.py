@@ -40,25 +40,32 @@ def rank_label(result: SimResult, rank: int) -> str:
     return f"rank {rank} (stages {','.join(map(str, stages))})" if stages else f"rank {rank}"
 
 
-def _box_label(action: Action, interleaved: bool) -> str:
-    return str(action) if interleaved else f"{action.kind}{action.mb}"
+def _chunk_char(index: int) -> str:
+    """One character for a rank's chunk index: ``0``-``9``, then ``a``-``z``, then ``+``."""
+    return "0123456789abcdefghijklmnopqrstuvwxyz"[index] if index < 36 else "+"
 
 
 def _column(t: float, scale: float) -> int:
     return int(math.floor(t * scale + 0.5))  # round half up: deterministic, no banker's rounding
 
 
-def _draw_row(rows: list[tuple[Action, float, float]], scale: float, cols: int, interleaved: bool) -> str:
+def _draw_row(rows: list[tuple[Action, float, float]], scale: float, cols: int,
+              chunk_of: dict[int, int] | None = None) -> tuple[str, str]:
+    """The rank's row (boxes labelled ``F0``, or the letter alone when too narrow; ``.`` idle) and,
+    with ``chunk_of`` (``{stage: chunk index}``), the chunk line: the chunk of each box at its
+    first column, spaces elsewhere."""
     cells = [_IDLE] * cols
+    chunks = [" "] * cols
     for action, start, end in rows:
         first = min(_column(start, scale), cols - 1)
         last = min(max(_column(end, scale), first + 1), cols)  # every action gets >= 1 cell
-        box = _box_label(action, interleaved)
+        box = f"{action.kind}{action.mb}"
         if len(box) > last - first:
             box = action.kind  # too narrow for the micro-batch number: the letter alone
-        box = box.ljust(last - first)
-        cells[first:last] = box[: last - first]
-    return "".join(cells)
+        cells[first:last] = box.ljust(last - first)[: last - first]
+        if chunk_of is not None:
+            chunks[first] = _chunk_char(chunk_of[action.stage])
+    return "".join(cells), "".join(chunks)
 
 
 def ascii_gantt(result: SimResult, width: int = 100, legend: bool = True) -> str:
@@ -66,12 +73,15 @@ def ascii_gantt(result: SimResult, width: int = 100, legend: bool = True) -> str
 
     ``width`` is the total width of every line in characters (labels included), so the chart
     fits a ``width``-column terminal; the time axis gets what the row labels leave. Each action
-    is a box starting with its letter and micro-batch (``F0``, ``B3``; the full action ``1F0``
-    when a rank runs several stages), padded with spaces to its duration; ``.`` is idle time.
-    A box too narrow for its label shows the letter only. The header gives the makespan, the
-    bubble fraction and how much time one column is; header and legend wrap to ``width``.
-    When a time unit gets two columns or more, it gets a whole number of them (the chart may
-    then be narrower than ``width``), so actions of equal cost are drawn equally wide.
+    is a box starting with its letter and micro-batch (``F0``, ``I3``, ``W3``), padded with spaces
+    to its duration; ``.`` is idle time. A box too narrow for its label shows the letter only.
+    When a rank runs several stages (interleaving), its row is followed by a ``chunk`` line that
+    puts under the first column of every box the index of its stage among the rank's stages
+    (``0`` = the rank's first stage, the row label lists them), so every box shows its chunk even
+    when only its letter fits. The header gives the makespan, the bubble fraction (idle share) and
+    how much time one column is; header and legend wrap to ``width``. When a time unit gets two
+    columns or more, it gets a whole number of them (the chart may then be narrower than
+    ``width``), so actions of equal cost are drawn equally wide.
     """
     if not isinstance(width, int) or width < 20:
         raise ValueError(f"ascii_gantt: width must be an int >= 20 (characters per line), got {width!r}")
@@ -88,17 +98,22 @@ def ascii_gantt(result: SimResult, width: int = 100, legend: bool = True) -> str
         scale = math.floor(scale)
         cols = min(cols, _column(result.makespan, scale))
     interleaved = not _one_stage_per_rank(result)
+    stages = _stages_by_rank(result)
     lines = textwrap.wrap(header + f", 1 column = {result.makespan / cols:.3g}", width)
     for rank, rows in result.intervals.items():
-        lines.append(f"{labels[rank]:<{label_width}} |{_draw_row(rows, scale, cols, interleaved)}|")
+        chunk_of = {stage: i for i, stage in enumerate(stages[rank])} if interleaved else None
+        row, chunks = _draw_row(rows, scale, cols, chunk_of)
+        lines.append(f"{labels[rank]:<{label_width}} |{row}|")
+        if interleaved:
+            lines.append(f"{'chunk':>{label_width}}  {chunks}".rstrip())
     end = f"{result.makespan:.4g}"
     lines.append(" " * (label_width + 1) + "0" + end.rjust(cols + 1))
     if legend:
         kinds = sorted({a.kind for rows in result.intervals.values() for a, _, _ in rows},
                        key="FBIW".index)
         keys = ", ".join(f"{k} {KIND_NAMES[k]}" for k in kinds)
-        lines += textwrap.wrap(f"legend: {keys}, {_IDLE} idle; box width = duration",
-                               width)
+        chunk_key = "; chunk line: each box's chunk, 0 = the rank's first stage" if interleaved else ""
+        lines += textwrap.wrap(f"legend: {keys}, {_IDLE} idle; box width = duration{chunk_key}", width)
     return "\n".join(lines)
 
 
