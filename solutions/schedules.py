@@ -66,8 +66,8 @@ def gpipe_step(stages: list[nn.Module], inputs: torch.Tensor, targets: torch.Ten
     ### END SOLUTION
 
 
-def one_f_one_b_step(stages: list[nn.Module], inputs: torch.Tensor, targets: torch.Tensor,
-                     loss_fn: nn.Module, num_microbatches: int) -> float:
+def delayed_backward_step(stages: list[nn.Module], inputs: torch.Tensor, targets: torch.Tensor,
+                          loss_fn: nn.Module, num_microbatches: int) -> float:
     """Option C (Part 5): the delayed-backward loop of the handout.
 
     For i in 0..m-1: forward micro-batch i through every stage; then, if i > 0, compute the loss of
@@ -75,7 +75,7 @@ def one_f_one_b_step(stages: list[nn.Module], inputs: torch.Tensor, targets: tor
     At most two micro-batches are in flight (forward done, backward not yet) on any stage. Drop
     your reference to a micro-batch's output once its backward has run.
     """
-    ### BEGIN SOLUTION part3.one_f_one_b_step: forward micro-batch i, then (if i > 0) backward micro-batch i-1; backward the last one after the loop
+    ### BEGIN SOLUTION part3.delayed_backward_step: forward micro-batch i, then (if i > 0) backward micro-batch i-1; backward the last one after the loop
     batch_size = inputs.shape[0]
     last = stage_device(stages[-1])
     microbatches = split_microbatches(inputs, targets, num_microbatches)

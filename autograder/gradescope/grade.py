@@ -1,217 +1,236 @@
 """Grade submissions the way Gradescope does, locally or in the autograder image.
 
-    python -m autograder.grade SUBMISSION [--results results.json]      # a folder or a .zip
-    python -m autograder.grade --batch DIR --csv grades.csv [--out DIR]  # one entry per student
+    python -m autograder.grade SUBMISSION [--results results.json]              # a folder or a .zip
+    python -m autograder.grade --batch DIR --csv grades.csv [--out DIR] [--jobs N]
 
-Each grading runs ``pytest autograder --isolate --hidden`` in a separate process: student code
-runs in sandboxed child processes (``autograder.sandbox``), the tests (the judge) decide every
-score from data they check, and results.json is written by this process last, from the results
-the judge wrote. Whatever the submission does, a valid results.json is written: if grading
-itself fails, with score 0 and an explanation.
+One grading: the submission's editable files are staged into a private folder of this process
+(``judge.staging``: nothing else of the submission is read), then the judge, ``pytest autograder``
+in a child process, grades the staged copy (student code runs in its sandbox, never in the judge)
+and streams each test's outcome to a file of this process as the test ends. This process writes
+results.json from those outcomes, whatever happens: if the judge crashes, is killed or runs past
+the grading's time budget, every test that finished keeps its points and the others say why they
+were not graded. Student code cannot reach this process (another uid, or Landlock's scopes).
 """
+
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..impl import EDITABLE_FILES, REPO_ROOT, find_submitted
-from ..scoring import score_table
+from ..judge import integrity
+from ..judge.budget import DEFAULT_TOTAL_S, STOP_MARGIN_S
+from ..judge.staging import REPO_ROOT, Staged, StagingError, stage
+from ..judge.text import clean, clean_line
+from . import results as R
 
-MAX_ZIP_FILES = 500
-MAX_ZIP_BYTES = 20 * 1024 * 1024
 MAX_OUTPUT_CHARS = 8000
-DEFAULT_TIMEOUT = 15 * 60  # whole grading; a hanging submission takes about 4 minutes (see conftest)
-SCHEMA = Path(__file__).resolve().parent / "results.schema.json"
+JUDGE = ("import sys; sys.path.insert(0, sys.argv[1]); import pytest; "
+         "sys.exit(pytest.main(sys.argv[2:]))")
 
 
 class GradeError(Exception):
-    """Grading could not run (bad submission archive, bad arguments): one line."""
+    """Grading could not start (bad arguments, an unreadable submission): one line."""
 
 
-def extract_zip(archive: Path, dest: Path) -> Path:
-    """Extract a submission zip safely: no absolute or ``..`` paths, no links, bounded size."""
+@dataclass
+class Settings:
+    """How to grade: ``budget`` seconds for the whole grading, ``call_timeout`` per call into
+    student code, hidden tests or not."""
+
+    hidden: bool = True
+    budget: float = DEFAULT_TOTAL_S
+    call_timeout: float = 20.0
+    python: str = sys.executable
+    extra_args: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Graded:
+    """One grading's result: the results.json document and what a gradebook needs."""
+
+    doc: dict
+    staged: Staged | None
+    flags: list[integrity.Flag]
+    status: str  # "graded", "partial" (stopped before the end) or "failed" (nothing graded)
+    reason: str = ""
+    log: str = ""
+
+
+def judge_command(staged: Staged, outcomes: Path, settings: Settings) -> list[str]:
+    return [settings.python, "-I", "-c", JUDGE, str(REPO_ROOT), "-q", "-p", "no:cacheprovider",
+            "-p", "autograder.judge.options", "-p", "pytest_timeout", f"--rootdir={REPO_ROOT}",
+            "-c", str(REPO_ROOT / "pyproject.toml"), "autograder", f"--impl={staged.root / staged.package}",
+            f"--outcomes={outcomes}", f"--budget={settings.budget:g}", f"--call-timeout={settings.call_timeout:g}",
+            *(["--hidden"] if settings.hidden else []), *settings.extra_args]
+
+
+def run_judge(cmd: list[str], limit: float, log: Path) -> tuple[int | None, str]:
+    """Run the judge in its own session, its output to ``log``; kill its whole group at ``limit``
+    seconds. Returns (exit status or None when killed, why it was stopped)."""
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "HOME", "LD_LIBRARY_PATH",
+                                                        "CUDA_VISIBLE_DEVICES", "CUDA_HOME", "TMPDIR")}
+    env.update(PYTHONDONTWRITEBYTECODE="1", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1", PYTHONHASHSEED="0")
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                env=env, start_new_session=True)
+        try:
+            return proc.wait(timeout=limit), ""
+        except subprocess.TimeoutExpired:
+            reason = f"the grading's time limit ({limit:.0f} s) was reached"
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        proc.wait()
+        return None, reason
+
+
+def read_outcomes(path: Path) -> tuple[list[R.Outcome], bool]:
+    """The collected tests with the outcome of every test that ended, and whether the judge finished."""
+    collected: dict[str, R.Outcome] = {}
+    finished = False
     try:
-        with zipfile.ZipFile(archive) as zf:
-            infos = zf.infolist()
-            if len(infos) > MAX_ZIP_FILES:
-                raise GradeError(f"{archive.name}: more than {MAX_ZIP_FILES} files")
-            if sum(i.file_size for i in infos) > MAX_ZIP_BYTES:
-                raise GradeError(f"{archive.name}: more than {MAX_ZIP_BYTES // 2**20} MiB uncompressed")
-            for info in infos:
-                name = info.filename
-                if name.startswith(("/", "\\")) or ".." in Path(name).parts or (info.external_attr >> 28) == 0xA:
-                    continue  # unsafe entry: ignored, never written
-                target = dest / name
-                if info.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out)
-    except zipfile.BadZipFile:
-        raise GradeError(f"{archive.name} is not a valid zip file") from None
-    return dest
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return [], False
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a kill
+        if "collected" in record:
+            collected = {d["nodeid"]: R.Outcome.from_dict(d) for d in record["collected"]}
+        elif "outcome" in record and record["outcome"].get("nodeid") in collected:
+            collected[record["outcome"]["nodeid"]] = R.Outcome.from_dict(record["outcome"])
+        elif record.get("finished"):
+            finished = True
+    return list(collected.values()), finished
 
 
-def submission_root(path: Path) -> Path:
-    """The folder holding the editable files: the folder itself, or the one folder a zip wraps them in."""
-    if any(find_submitted(path, name) for name in EDITABLE_FILES):
-        return path
-    children = [c for c in path.iterdir() if c.is_dir() and not c.name.startswith(("__MACOSX", "."))]
-    if len(children) == 1 and any(find_submitted(children[0], name) for name in EDITABLE_FILES):
-        return children[0]
-    return path
-
-
-def failure_results(reason: str, seconds: float = 0.0) -> dict:
-    return {"score": 0.0, "execution_time": round(seconds, 3),
-            "output": f"Grading failed: {reason}\nYour submission could not be graded; contact the course staff "
-                      f"if this persists.", "visibility": "visible", "stdout_visibility": "hidden", "tests": []}
-
-
-def validate_results(doc: dict) -> None:
-    """Check results.json against the repository's JSON schema of Gradescope's format."""
-    import jsonschema  # listed in the ta extra and installed in the grading image
-
-    jsonschema.validate(doc, json.loads(SCHEMA.read_text()))
-
-
-def summary(doc: dict, missing: list[str]) -> str:
+def student_output(outcomes: list[R.Outcome], staged: Staged | None, note: str) -> str:
+    """What the student reads at the top: files missing or refused, the score table (visible rows)."""
     lines = []
-    for name in missing:
+    for name in staged.missing if staged else []:
         lines.append(f"{name} was not in your submission: the tasks in it score 0 (the skeleton was used).")
-    visible = [t for t in doc["tests"] if t["visibility"] == "visible"]
-    lines += score_table([(t["tags"][0], t["score"], t["max_score"]) for t in visible])
-    if len(visible) < len(doc["tests"]):
+    for name, why in (staged.rejected if staged else {}).items():
+        lines.append(f"{name} was refused ({why}): the skeleton's was used.")
+    if note:
+        lines.append(note)
+    visible = [o for o in outcomes if not o.hidden]
+    lines += R.score_table(visible)
+    if len(visible) < len(outcomes):
         lines.append("(the hidden tests' results are shown after the due date)")
-    return "\n".join(lines)
+    return clean("\n".join(lines), MAX_OUTPUT_CHARS)
 
 
-def grade_submission(submission: Path, results_path: Path, *, hidden: bool = True, user: str | None = None,
-                     timeout: float = DEFAULT_TIMEOUT, trial_timeout: float = 20.0, log: Path | None = None) -> dict:
-    """Grade one submission (folder or zip) and write results.json; always returns the document written."""
+def grade_submission(submission: Path, results_path: Path | None, settings: Settings = Settings(),
+                     log_path: Path | None = None) -> Graded:
+    """Grade one submission (folder or zip); write results.json; always returns a valid document."""
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pp-grade-") as tmp:
-        tmp = Path(tmp)
+        private = Path(tmp)
+        os.chmod(private, 0o700)
         try:
-            if submission.is_file() and submission.suffix == ".zip":
-                submission = extract_zip(submission, tmp / "unzipped")
-            if not submission.is_dir():
-                raise GradeError(f"{submission}: not a folder or a .zip file")
-            root = submission_root(submission)
-            missing = [name for name in EDITABLE_FILES if find_submitted(root, name) is None]
-            raw = tmp / "judge-results.json"
-            cmd = [sys.executable, "-m", "pytest", "autograder", "--impl", str(root), "--isolate",
-                   "--results-json", str(raw), "--trial-timeout", str(trial_timeout), "-q", "-p", "no:cacheprovider",
-                   *(["--hidden"] if hidden else []), *(["--sandbox-user", user] if user else [])]
-            env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(REPO_ROOT)}
-            stdout, stderr = run_in_own_session(cmd, timeout, env)
-            if log is not None:
-                log.write_text(stdout[-200_000:] + stderr[-50_000:])
-            if not raw.is_file():
-                tail = (stdout + stderr).strip().splitlines()[-1:] or ["no output"]
-                raise GradeError(f"the autograder wrote no results ({tail[0][:300]})")
-            doc = json.loads(raw.read_text())
-            doc["execution_time"] = round(time.monotonic() - start, 3)
-            doc["output"] = summary(doc, missing)[:MAX_OUTPUT_CHARS]
-            validate_results(doc)
-        except subprocess.TimeoutExpired:
-            doc = failure_results(f"grading took longer than {timeout:g} s", time.monotonic() - start)
-        except (GradeError, OSError, ValueError) as exc:
-            doc = failure_results(str(exc), time.monotonic() - start)
-        except Exception as exc:  # a bug in the grader itself: still leave a valid result file
-            doc = failure_results(f"internal error: {type(exc).__name__}: {exc}", time.monotonic() - start)
-    write_json(results_path, doc)
-    return doc
+            staged = stage(Path(submission), private / "staged")
+        except (StagingError, OSError) as exc:
+            graded = _failed(f"the submission could not be read: {clean_line(exc)}", start)
+            return _finish(graded, results_path)
+        flags = integrity.scan_files(staged.sources)
+        outcomes_file, judge_log = private / "outcomes.jsonl", private / "judge.log"
+        code, stopped = run_judge(judge_command(staged, outcomes_file, settings), settings.budget + STOP_MARGIN_S,
+                                  judge_log)
+        outcomes, finished = read_outcomes(outcomes_file)
+        log = judge_log.read_text(encoding="utf-8", errors="replace")[-200_000:]
+        graded = _assemble(outcomes, finished, code, stopped, staged, flags, start, log)
+        if log_path is not None:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log_path.write_text(clean(log, 200_000), encoding="utf-8")
+    return _finish(graded, results_path)
 
 
-def run_in_own_session(cmd: list[str], timeout: float, env: dict) -> tuple[str, str]:
-    """Run the judge in its own process group; on timeout kill the whole group (sandbox workers and
-    whatever student code is still running), so nothing outlives this grading."""
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
+def _assemble(outcomes: list[R.Outcome], finished: bool, code: int | None, stopped: str, staged: Staged,
+              flags: list, start: float, log: str) -> Graded:
+    seconds = time.monotonic() - start
+    if not outcomes:
+        last = next((line for line in reversed(log.splitlines()) if line.strip()), "no output")
+        return _failed(f"the autograder collected no test ({clean_line(last, 300)})", start, staged, flags)
+    reason = ""
+    if not finished:
+        reason = stopped or f"the autograder stopped before the end (exit status {code})"
+        for o in outcomes:
+            if not o.ended:
+                o.score, o.status, o.output = 0.0, "failed", f"not graded: {reason}; the tests that ended keep their points"
+    note = f"Grading stopped early: {reason}." if reason else ""
+    extra = {"integrity": [str(f) for f in flags][:200], "integrity_summary": integrity.summary(flags),
+             "missing": staged.missing, "rejected": staged.rejected, "stopped": reason}
+    doc = R.results_document(outcomes, seconds, student_output(outcomes, staged, note), extra=extra)
+    return Graded(doc, staged, flags, "partial" if reason else "graded", reason, log)
+
+
+def _failed(reason: str, start: float, staged: Staged | None = None, flags: list | None = None) -> Graded:
+    doc = {"score": 0.0, "execution_time": round(time.monotonic() - start, 3),
+           "output": clean(f"Grading failed: {reason}\nYour submission could not be graded; contact the course staff "
+                           f"if this persists."), "visibility": "visible", "stdout_visibility": "hidden", "tests": []}
+    return Graded(doc, staged, flags or [], "failed", clean_line(reason))
+
+
+def _finish(graded: Graded, results_path: Path | None) -> Graded:
     try:
-        return proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
-
-
-def write_json(path: Path, doc: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2))
-    tmp.replace(path)
-
-
-def grade_batch(folder: Path, csv_path: Path, out_dir: Path, **kwargs) -> list[dict]:
-    """Grade every submission in ``folder`` (one sub-folder or .zip per student); write a gradebook."""
-    entries = sorted(p for p in folder.iterdir() if p.is_dir() or p.suffix == ".zip")
-    if not entries:
-        raise GradeError(f"{folder}: no submissions (expected one folder or .zip per student)")
-    rows = []
-    for i, entry in enumerate(entries, start=1):
-        student = entry.stem if entry.suffix == ".zip" else entry.name
-        start = time.monotonic()
-        doc = grade_submission(entry, out_dir / f"{student}.json", **kwargs)
-        total = sum(t["max_score"] for t in doc["tests"])
-        status = "graded" if doc["tests"] else "failed"
-        print(f"[{i}/{len(entries)}] {student}: {doc['score']:g}/{total:g} ({status}, "
-              f"{time.monotonic() - start:.1f} s)", flush=True)
-        rows.append({"student": student, "score": doc["score"], "max_score": total, "status": status})
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["student", "score", "max_score", "status"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return rows
+        R.validate(graded.doc)
+    except Exception as exc:  # noqa: BLE001 - a bug of ours: still leave a valid file
+        graded = Graded(_failed(f"internal error: {type(exc).__name__}", time.monotonic()).doc, graded.staged,
+                        graded.flags, "failed", "the results did not validate")
+    if results_path is not None:
+        R.write_json(results_path, graded.doc)
+    return graded
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .batch import add_batch_arguments, run_batch
+
     parser = argparse.ArgumentParser(prog="python -m autograder.grade", description=__doc__.splitlines()[0])
     parser.add_argument("submission", nargs="?", type=Path, help="a submission folder or .zip")
     parser.add_argument("--results", type=Path, default=Path("results.json"), help="where to write results.json")
-    parser.add_argument("--batch", type=Path, help="grade every submission in this folder")
-    parser.add_argument("--csv", type=Path, default=Path("grades.csv"), help="gradebook for --batch")
-    parser.add_argument("--out", type=Path, default=Path("results"), help="per-student results.json for --batch")
-    parser.add_argument("--user", default=None, help="run student code as this unprivileged user (when root)")
     parser.add_argument("--no-hidden", action="store_true", help="skip the hidden tests")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds for one whole grading")
-    parser.add_argument("--trial-timeout", type=float, default=20.0, help="seconds for one call into student code")
+    parser.add_argument("--budget", "--timeout", type=float, default=DEFAULT_TOTAL_S, dest="budget",
+                        help=f"seconds for one whole grading (default {DEFAULT_TOTAL_S:g})")
+    parser.add_argument("--call-timeout", "--trial-timeout", type=float, default=20.0, dest="call_timeout",
+                        help="seconds for one call into student code (default 20)")
+    parser.add_argument("--user", default=None, help=argparse.SUPPRESS)  # kept: a private uid is now automatic
+    add_batch_arguments(parser)
     args = parser.parse_args(argv)
-    kwargs = dict(hidden=not args.no_hidden, user=args.user, timeout=args.timeout, trial_timeout=args.trial_timeout)
+    settings = Settings(hidden=not args.no_hidden, budget=args.budget, call_timeout=args.call_timeout)
+    if args.budget <= 0 or args.call_timeout <= 0:
+        print("error: --budget and --call-timeout must be positive numbers of seconds", file=sys.stderr)
+        return 2
     try:
         if args.batch:
-            if not args.batch.is_dir():
-                raise GradeError(f"--batch {args.batch}: not a folder")
-            rows = grade_batch(args.batch, args.csv, args.out, **kwargs)
-            print(f"gradebook: {args.csv} ({len(rows)} students); results in {args.out}/")
-            return 0
+            return run_batch(args, settings)
         if args.submission is None:
             raise GradeError("give a submission folder or .zip, or --batch DIR")
         if not args.submission.exists():
             raise GradeError(f"{args.submission}: no such file or folder")
-        doc = grade_submission(args.submission, args.results, **kwargs)
-        print(doc["output"])
-        print(f"results: {args.results}")
-        return 0
+        graded = grade_submission(args.submission, args.results, settings)
     except OSError as exc:
         print(f"error: cannot write the results: {exc}", file=sys.stderr)
         return 2
     except GradeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    print(graded.doc["output"])
+    if graded.flags:
+        print(f"integrity (for TAs): {integrity.summary(graded.flags)}")
+    print(f"results: {args.results}")
+    return 0
+
 
 
 if __name__ == "__main__":

@@ -27,14 +27,16 @@ from pathlib import Path
 
 import torch
 
+from ..harness.stage import PipelineStage
 from ..schedules import Costs, naive_schedule, replay, simulate
+from ..tracing import LocalExecutor, Recorder
 
 PACKAGE = "assignment"  # the package main() runs; set by main(package=...)
 
 SCHEDULES = {  # name -> (label, step function name in schedules.py)
     "naive": ("A naive", "naive_step"),
     "gpipe": ("B GPipe", "gpipe_step"),
-    "delayed": ("C delayed backward", "one_f_one_b_step"),
+    "delayed": ("C delayed backward", "delayed_backward_step"),
 }
 TODO_PATTERN = re.compile(r"(part\d+\.\w+): (.*)", re.DOTALL)  # the skeleton's NotImplementedError message
 
@@ -137,7 +139,6 @@ def _sync(devices) -> None:
 
 def run_schedule(name: str, args, m: int) -> dict:
     """Time the schedule, check it against the reference, replay one traced step."""
-    from autograder.tracing import Tracer
 
     split_microbatches = _module("microbatch").split_microbatches
     partition = _module("partition").partition
@@ -171,14 +172,17 @@ def run_schedule(name: str, args, m: int) -> dict:
 
     # Replay: the order this schedule really ran in, on p emulated in-order devices.
     sizes = [int(x.shape[0]) for x, _ in split_microbatches(inputs, targets, m)]
-    tracer = Tracer(inputs, sizes)
-    step(tracer.wrap(stages), inputs, targets, loss_fn, m)
+    recorder = Recorder(inputs, sizes)
+    executor = LocalExecutor(stages, recorder)
+    step([PipelineStage(executor, s, list(stage.parameters())) for s, stage in enumerate(stages)],
+         inputs, targets, loss_fn, m)
+    executor.close()
     costs = Costs(forward=1.0, backward=2.0, rows=tuple(sizes))
-    replayed = replay(tracer.events, costs)
+    replayed = replay(recorder.plain_events(), costs)
     serial = simulate(naive_schedule(args.stages, m), costs).makespan
     return {"name": name, "m": m, "ms": 1000 * statistics.median(times), "loss": loss, "ref_loss": ref_loss,
             "rel_diff": diff / g_ref if g_ref else diff, "replayed": replayed, "speedup": serial / replayed.makespan,
-            "events": tracer.events, "notes": tracer.notes, "rows": sizes}
+            "events": recorder.plain_events(), "notes": recorder.notes, "rows": sizes}
 
 
 def _row(r, args) -> str:
@@ -222,7 +226,7 @@ def main(argv=None, package: str = "assignment") -> int:
     results = []
     for m in ([2, 4, 8] if args.sweep else [args.microbatches]):
         for name in names:
-            task = {"naive": "part1.naive_step", "gpipe": "part2.gpipe_step", "delayed": "part3.one_f_one_b_step"}[name]
+            task = {"naive": "part1.naive_step", "gpipe": "part2.gpipe_step", "delayed": "part3.delayed_backward_step"}[name]
             if task in missing:
                 print(f"| {SCHEDULES[name][0]:<18} | {args.stages} | {m:>2} | not implemented yet ({task})")
                 continue

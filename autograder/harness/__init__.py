@@ -1,0 +1,1 @@
+"""What runs next to student code, copied into the sandbox: confinement with the standard library only."""

@@ -1,0 +1,1 @@
+"""The judge: everything that decides a score; never imports student code."""

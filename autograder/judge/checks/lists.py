@@ -1,0 +1,80 @@
+"""Parts 6 and 7: a student's per-stage (or per-rank) action lists, parsed, validated, simulated.
+
+The probe returns each list as plain data (``[stage, kind, mb]`` or a string); here the judge
+parses it (``autograder.schedules.parse_schedule``), validates it (a grid marks the first wrong
+action), simulates it on in-order devices and compares step time and activation memory with what
+the schedule family gives (``autograder.schedules.theory``).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ... import practical
+from ...schedules import Costs, ScheduleError, format_grid, parse_schedule, simulate, validate
+from ...schedules.timeline import ascii_gantt
+
+
+def call_name(which: str, p: int, m: int, v: int | None = None) -> str:
+    spec = practical.ACTION_LISTS[which]
+    first = "rank" if spec.per_rank else "stage"
+    extra = f", stages_per_rank={v}" if v is not None else ""
+    return f"{spec.function}({first}, {p}, {m}{extra})"
+
+
+def parsed_lists(data: dict, which: str, p: int, m: int, cases: list, v: int | None = None):
+    """The lists of setting (p, m[, v]) from the probe's data, parsed; fails the test otherwise."""
+    key = (p, m) if v is None else (p, m, v)
+    outcome = data["cases"][[tuple(c) for c in cases].index(key)]
+    call = call_name(which, p, m, v)
+    if "raised" in outcome:
+        pytest.fail(f"{call}: {outcome.get('message') or outcome['raised']}", pytrace=False)
+    lists = outcome.get("value")
+    if not isinstance(lists, list) or len(lists) != p:
+        pytest.fail(f"{call}: the call returned malformed data", pytrace=False)
+    try:
+        return parse_schedule({rank: items for rank, items in enumerate(lists)})
+    except ScheduleError as exc:
+        pytest.fail(f"{call} returned something that is not a list of actions: {exc}", pytrace=False)
+
+
+def check_valid(schedule, which: str, p: int, m: int) -> str | None:
+    try:
+        validate(schedule, p, m)
+    except ScheduleError as exc:
+        return (f"{call_name(which, p, m)} for stage = 0..{p - 1} gives lists that cannot run: {exc}\n"
+                f"(columns: the list of each stage; '1B0' is stage 1's backward of micro-batch 0)")
+    return None
+
+
+def check_makespan(schedule, which: str, p: int, m: int) -> str | None:
+    """GPipe and 1F1B both take (m + p - 1)(F + B) on in-order devices, whatever F and B cost."""
+    problem = check_valid(schedule, which, p, m)
+    if problem:
+        return problem
+    for costs in (Costs(forward=1, backward=2), Costs(forward=1, backward=1)):
+        result = simulate(schedule, costs)
+        ideal = (m + p - 1) * (costs.forward + costs.backward)
+        if abs(result.makespan - ideal) > 1e-9:
+            return (f"{call_name(which, p, m)}: simulated with F = {costs.forward:g}, B = {costs.backward:g} your "
+                    f"lists take {result.makespan:g} time units; {practical.ACTION_LISTS[which].label} takes "
+                    f"{ideal:g}. Where a stage waits ('.') its list asks for work whose input cannot have "
+                    f"arrived yet:\n" + ascii_gantt(result, width=100) + "\nYour lists:\n" + format_grid(schedule))
+    return None
+
+
+def check_in_flight(schedule, which: str, p: int, m: int) -> str | None:
+    """GPipe keeps all m micro-batches in flight on every stage; 1F1B no more on a stage than it needs."""
+    problem = check_valid(schedule, which, p, m)
+    if problem:
+        return problem
+    peaks = simulate(schedule, Costs(forward=1, backward=2)).peak_in_flight
+    for s in range(p):
+        got = peaks.get(s, 0)
+        want = m if which == "gpipe" else min(p - s, m)
+        if (which == "gpipe" and got != want) or got > want:
+            what = "all m =" if which == "gpipe" else "at most"
+            return (f"{call_name(which, p, m)}: stage {s} holds {got} micro-batches in flight at its peak (forward "
+                    f"started, backward not finished); {practical.ACTION_LISTS[which].label} holds {what} {want} "
+                    f"there. Peaks per stage: {dict(sorted(peaks.items()))}\n" + format_grid(schedule))
+    return None
