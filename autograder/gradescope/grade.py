@@ -204,10 +204,13 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"seconds for one whole grading (default {DEFAULT_TOTAL_S:g})")
     parser.add_argument("--call-timeout", "--trial-timeout", type=float, default=20.0, dest="call_timeout",
                         help="seconds for one call into student code (default 20)")
+    parser.add_argument("--select", default=None, metavar="EXPR",
+                        help="grade only the tests that pytest -k EXPR selects (to try the grader on a few tests)")
     parser.add_argument("--user", default=None, help=argparse.SUPPRESS)  # kept: a private uid is now automatic
     add_batch_arguments(parser)
     args = parser.parse_args(argv)
-    settings = Settings(hidden=not args.no_hidden, budget=args.budget, call_timeout=args.call_timeout)
+    settings = Settings(hidden=not args.no_hidden, budget=args.budget, call_timeout=args.call_timeout,
+                        extra_args=["-k", args.select] if args.select else [])
     if args.budget <= 0 or args.call_timeout <= 0:
         print("error: --budget and --call-timeout must be positive numbers of seconds", file=sys.stderr)
         return 2

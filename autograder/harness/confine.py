@@ -10,7 +10,8 @@ nothing can undo that. ``apply_landlock`` handles every access right the running
 (ABI 1..7) and grants back only
 
 * ``read_only``: read and execute (folders: also list): the interpreter, its libraries, the
-  site-packages entries that are not this project's, /etc, /sys, this process's /proc entry;
+  site-packages entries that are not this project's, what any user may read in /etc, /sys, this
+  process's /proc entry;
 * ``list_only``: list names, read nothing (site-packages and the folders carved around it, so that
   Python's import system can still scan them);
 * ``read_write``: everything but making device nodes (the call's folder);
@@ -45,6 +46,8 @@ except ImportError:  # not POSIX
     resource = None  # type: ignore[assignment]
 
 SYS_CREATE_RULESET, SYS_ADD_RULE, SYS_RESTRICT_SELF = 444, 445, 446  # the same on x86_64 and aarch64
+GENERIC_SYSCALLS = ("x86_64", "amd64", "i386", "i686", "aarch64", "arm64", "armv7l", "armv8l", "riscv64",
+                    "ppc64le", "ppc64", "s390x", "loongarch64")  # where those numbers hold (not alpha, mips)
 CREATE_RULESET_VERSION = 1 << 0
 RULE_PATH_BENEATH = 1
 PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 36, 38
@@ -67,7 +70,8 @@ PROJECT_NAMES = ("autograder", "solutions", "assignment")
 PROJECT_PREFIXES = ("pipeline_practical", "_pipeline_practical", "__editable__")
 SITE_NAMES = ("site-packages", "dist-packages")
 SYSTEM_FOLDERS = ("/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib", "/usr/local/lib64",
-                  "/usr/share/zoneinfo", "/etc", "/sys")
+                  "/usr/share/zoneinfo", "/usr/local/nvidia", "/sys")
+PUBLIC_FOLDERS = ("/etc",)  # only what any user may read: not /etc/shadow, even for a uid-0 sandbox
 SYSTEM_FILES = ("/dev/urandom", "/dev/random", "/dev/zero", "/proc/cpuinfo", "/proc/meminfo", "/proc/stat",
                 "/proc/driver/nvidia")
 MAX_CARVE_DEPTH = 8
@@ -119,7 +123,9 @@ def _syscall(number: int, *args) -> int:
 def _probe() -> tuple[int, str]:
     """(Landlock ABI, why it is 0)."""
     if not sys.platform.startswith("linux"):
-        return 0, f"not Linux ({sys.platform})"
+        return 0, f"not Linux but {sys.platform}"
+    if os.uname().machine not in GENERIC_SYSCALLS:
+        return 0, f"Landlock's system call numbers are not known here for {os.uname().machine}"
     try:
         return _syscall(SYS_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(CREATE_RULESET_VERSION)), ""
     except OSError as exc:
@@ -199,8 +205,9 @@ def _describe(abi: int, c: Confinement) -> str:
 def apply_landlock(c: Confinement) -> str:
     """Confine this process (and all it starts) to ``c``; return one line saying what is enforced.
 
-    Sets no_new_privs first. Without Landlock it returns what is not confined; it raises
+    Sets no_new_privs (also without Landlock, where it returns what is not confined). Raises
     :class:`ConfinementError` when the process runs other threads or the kernel refuses a step.
+    Call it in the process to confine: ``default_confinement`` names this process's /proc entry.
     """
     abi, why = _probe()
     if abi <= 0:
@@ -280,31 +287,68 @@ def _project_entry(name: str) -> bool:
 def _system_candidates() -> list[str]:
     names = [sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib"),
              sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("DESTSHARED"), *SYSTEM_FOLDERS]
-    names += sorted(glob.glob("/usr/local/cuda*"))
-    return [n for n in names if n and os.path.exists(n)]
+    names += sorted(glob.glob("/usr/local/cuda*")) + _library_folders()
+    return [n for n in names if n and n != "/" and os.path.exists(n)]
+
+
+def _library_folders() -> list[str]:
+    """Where the dynamic loader looks (LD_LIBRARY_PATH, /etc/ld.so.conf.d): libcuda is loaded late."""
+    folders = os.environ.get("LD_LIBRARY_PATH", "").split(":")
+    for conf in sorted(glob.glob("/etc/ld.so.conf.d/*.conf")):
+        try:
+            with open(conf) as f:
+                folders += [line.split("#", 1)[0].strip() for line in f]
+        except OSError:
+            continue
+    return [f for f in folders if f.startswith("/")]
 
 
 class _Carver:
     """Grants folders whole, except around protected ones: a folder that holds a protected folder is
-    made list-only and its other entries are granted instead (recursively, by real path)."""
+    made list-only and its other entries are granted instead (recursively, by real path). With
+    ``public``, the same around entries that not every user may read (links there are skipped:
+    Landlock checks a link's target where it lies)."""
 
     def __init__(self, protected: list[str], excluded: list[str], sites: list[str]):
         self.protected, self.excluded, self.sites = protected, excluded, sites
         self.read_only: list[str] = []
         self.list_only: list[str] = []
 
-    def add(self, path: str, depth: int = 0) -> None:
+    def add(self, path: str, depth: int = 0, public: bool = False) -> None:
         real = _real(path)
-        if not os.path.exists(real) or depth > MAX_CARVE_DEPTH:
+        if not os.path.exists(real) or depth > MAX_CARVE_DEPTH or (public and os.path.islink(path)):
             return
         if any(_within(real, e) for e in self.excluded) and not any(_within(real, s) for s in self.sites):
             return  # inside the repository (say), and not a site-packages entry of a venv kept there
-        if not any(_within(p, real) for p in self.protected):
+        if not any(_within(p, real) for p in self.protected) and (not public or _public(real)):
             self.read_only.append(real)
-        elif real not in self.protected and os.path.isdir(real):  # a protected folder: entries chosen elsewhere
-            self.list_only.append(real)
+        elif real not in self.protected and os.path.isdir(real) and (not public or _open_to_all(real, True)):
+            self.list_only.append(real)  # a protected folder's entries are chosen elsewhere
             for name in _listdir(real):
-                self.add(os.path.join(real, name), depth + 1)
+                self.add(os.path.join(real, name), depth + 1, public)
+
+
+def _open_to_all(path: str, folder: bool) -> bool:
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return False
+    need = stat.S_IROTH | (stat.S_IXOTH if folder else 0)
+    return stat.S_ISLNK(mode) or mode & need == need
+
+
+def _public(path: str) -> bool:
+    """Whether a user with no groups may read ``path`` and everything below it (links aside)."""
+    if not os.path.isdir(path):
+        return _open_to_all(path, False)
+    if not _open_to_all(path, True):
+        return False
+    for folder, dirs, files in os.walk(path):
+        if not all(_open_to_all(os.path.join(folder, d), True) for d in dirs):
+            return False
+        if not all(_open_to_all(os.path.join(folder, f), False) for f in files):
+            return False
+    return True
 
 
 def _allowlist(extra: Sequence[str], exclude: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -313,6 +357,8 @@ def _allowlist(extra: Sequence[str], exclude: Sequence[str]) -> tuple[list[str],
     carver = _Carver(sites + excluded, excluded, sites)
     for candidate in _system_candidates():
         carver.add(candidate)
+    for folder in PUBLIC_FOLDERS:
+        carver.add(folder, public=True)
     for folder in sites:
         carver.list_only.append(folder)
         for name in _listdir(folder):
@@ -333,10 +379,11 @@ def _unique(paths) -> list[str]:
 def default_read_only(extra: Sequence[str] = (), *, exclude: Sequence[str] = ()) -> list[str]:
     """Read-and-execute allowlist for a Python + torch process, plus ``extra`` (call it in that process).
 
-    The interpreter's stdlib and libraries, system library folders, CUDA under /usr/local, /etc,
-    /sys, /proc/<this pid>, the random devices, and every site-packages entry except this
-    project's. No granted path holds a site-packages folder or an ``exclude`` folder (the
-    repository), and none lies inside an ``exclude`` folder unless it is a site-packages entry.
+    The interpreter's stdlib and libraries, the loader's library folders, CUDA and the NVIDIA
+    driver under /usr/local, what any user may read in /etc, /sys, /proc/<this pid>, the random
+    devices, and every site-packages entry except this project's. No granted path holds a
+    site-packages folder or an ``exclude`` folder (pass the repository), and none lies inside an
+    ``exclude`` folder unless it is a site-packages entry (of a venv kept in the repository).
     """
     return _allowlist(extra, exclude)[0]
 
@@ -348,9 +395,14 @@ def default_devices() -> list[str]:
 
 def default_confinement(read_write: Sequence[str], extra_read_only: Sequence[str] = (), *,
                         exclude: Sequence[str] = ()) -> Confinement:
-    """The sandbox's usual confinement: ``default_read_only``, list-only site folders, the devices."""
+    """The sandbox's usual confinement: ``default_read_only``, list-only site folders, the devices.
+
+    Also writable: this process's /proc/<pid>/task, where threads get their names (the CUDA driver
+    fails to start, error 304, when it cannot name its threads).
+    """
     read_only, list_only = _allowlist(extra_read_only, exclude)
-    return Confinement(read_only, [str(p) for p in read_write], default_devices(), list_only=list_only)
+    devices = default_devices() + [f"/proc/{os.getpid()}/task"]
+    return Confinement(read_only, [str(p) for p in read_write], devices, list_only=list_only)
 
 
 # -- resource limits -------------------------------------------------------------------------------

@@ -6,8 +6,8 @@ Runs in the judge (root or not), never next to student code; standard library on
 * ``lease_uid()``: as root, a uid that no account, process or other grading uses, locked until
   released. Student code runs as it (gid of the same number, no groups), so it cannot signal or
   read the memory of anything else, and parallel gradings cannot touch each other.
-* ``kill_uid_processes`` and ``remove_files_of``: after a grading (and before, in case a crashed
-  one left something), nothing of that uid survives: no daemon, no file in /tmp.
+* ``kill_uid_processes`` and ``remove_files_of``: after a grading (and when leasing, in case a
+  crashed one left something), nothing of that uid survives: no daemon, no file in /tmp.
 * ``prepare_private_dir`` / ``remove_tree``: a call's folder, owned by the leased uid; removed even
   when made read-only, never following links.
 * ``readable_by_others``: which secrets a uid with no groups could read, to warn without Landlock.
@@ -44,6 +44,7 @@ STATE_DIR_NAME = "pipeline-grader"
 HOIST_DEPTH = 32  # deeper folders are moved up before removal: bounded recursion and open descriptors
 MAX_SCAN_DEPTH = 64
 WORLD_WX = stat.S_IWOTH | stat.S_IXOTH
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class IsolationError(RuntimeError):
@@ -103,10 +104,6 @@ class UidLease:
         if fd is not None:
             os.close(fd)
 
-    def clean(self, roots: Sequence[str] = WORLD_WRITABLE_DEFAULTS) -> tuple[int, list[str]]:
-        """Kill the uid's processes, then remove its files: (processes seen, paths removed)."""
-        return kill_uid_processes(self.uid), remove_files_of(self.uid, roots)
-
     def __enter__(self) -> UidLease:
         return self
 
@@ -138,7 +135,8 @@ def lease_uid(state: Path | str | None = None, *, uids: range = UID_RANGE) -> Ui
     """A uid not in the passwd or group database, owned by no process, leased by no other grading.
 
     Needs root (only root can run code as another uid): raises :class:`IsolationError` otherwise.
-    Starts at a place that depends on this process's id, so parallel gradings rarely contend.
+    Files the uid still owns in /tmp and the like (a crashed grading's) are removed first. Starts
+    at a place that depends on this process's id, so parallel gradings rarely contend.
     """
     if not _is_root():
         raise IsolationError("a private uid per grading needs root: run the grader as root (or in the Docker "
@@ -147,29 +145,26 @@ def lease_uid(state: Path | str | None = None, *, uids: range = UID_RANGE) -> Ui
     start = (os.getpid() * 2654435761) % len(uids)
     for i in range(len(uids)):
         uid = uids[(start + i) % len(uids)]
-        if _known(uid):
-            continue
-        lock = folder / f"uid-{uid}.lock"
-        fd = _try_lock(lock)
+        fd = None if _known(uid) else _try_lock(folder / f"uid-{uid}.lock")
         if fd is None:
             continue
         if _known(uid) or processes_of(uid):  # checked again under the lock
             os.close(fd)
             continue
-        return UidLease(uid, fd, lock)
+        remove_files_of(uid)
+        return UidLease(uid, fd, folder / f"uid-{uid}.lock")
     raise IsolationError(f"no free uid in [{uids.start}, {uids.stop}): too many gradings at once, or leftover "
                          f"processes of those uids (kill them)")
 
 
 def _known(uid: int) -> bool:
-    try:
-        return bool(pwd.getpwuid(uid)) or True
-    except KeyError:
-        pass
-    try:
-        return bool(grp.getgrgid(uid)) or True
-    except KeyError:
-        return False
+    for lookup in (pwd.getpwuid, grp.getgrgid):
+        try:
+            lookup(uid)
+            return True
+        except KeyError:
+            pass
+    return False
 
 
 def _try_lock(path: Path) -> int | None:
@@ -187,13 +182,7 @@ def _try_lock(path: Path) -> int | None:
 def processes_of(uid: int) -> list[int]:
     """Live processes with ``uid`` as real, effective, saved or file-system uid (Linux /proc)."""
     found = []
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return []
-    for entry in entries:
-        if not entry.isdigit():
-            continue
+    for entry in filter(str.isdigit, _names("/proc")):
         try:
             with open(f"/proc/{entry}/status") as f:
                 fields = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
@@ -224,7 +213,11 @@ def kill_uid_processes(uid: int, timeout: float = 5.0) -> int:
     seen: set[int] = set()
     deadline = time.monotonic() + timeout
     while True:
-        _reap(seen)
+        for pid in seen:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
         pids = processes_of(uid)
         seen.update(pids)
         if not pids or time.monotonic() > deadline:
@@ -257,14 +250,6 @@ def _kill_as(uid: int) -> None:
         raise IsolationError(f"could not become uid {uid} to kill its processes (outside this user namespace?)")
 
 
-def _reap(pids: Iterable[int]) -> None:
-    for pid in pids:
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-
-
 def remove_files_of(uid: int, roots: Sequence[str] = WORLD_WRITABLE_DEFAULTS) -> list[str]:
     """Remove every file, folder, fifo, socket or link owned by ``uid`` under ``roots``; the paths removed.
 
@@ -277,7 +262,7 @@ def remove_files_of(uid: int, roots: Sequence[str] = WORLD_WRITABLE_DEFAULTS) ->
     done: set[tuple[int, int]] = set()
     for root in roots:
         try:
-            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # a root may be a link: /var/lock
         except OSError:
             continue
         try:
@@ -292,30 +277,29 @@ def remove_files_of(uid: int, roots: Sequence[str] = WORLD_WRITABLE_DEFAULTS) ->
 
 def _sweep(fd: int, path: str, dev: int, uid: int, removed: list[str], depth: int) -> None:
     for name in _names(fd):
-        info = _lstat(fd, name)
+        info = _lstat(name, fd)
         if info is None or info.st_dev != dev:
             continue
-        full = os.path.join(path, name)
         if info.st_uid == uid:
             if _remove_entry(fd, name, info, dev):
-                removed.append(full)
+                removed.append(os.path.join(path, name))
         elif stat.S_ISDIR(info.st_mode) and info.st_mode & WORLD_WX == WORLD_WX and depth < MAX_SCAN_DEPTH:
             sub = _open_dir(fd, name, info)
             if sub is not None:
                 try:
-                    _sweep(sub, full, dev, uid, removed, depth + 1)
+                    _sweep(sub, os.path.join(path, name), dev, uid, removed, depth + 1)
                 finally:
                     os.close(sub)
 
 
-def _names(fd: int) -> list[str]:
+def _names(folder: int | str) -> list[str]:
     try:
-        return os.listdir(fd)
+        return os.listdir(folder)
     except OSError:
         return []
 
 
-def _lstat(fd: int, name: str) -> os.stat_result | None:
+def _lstat(name: str, fd: int | None = None) -> os.stat_result | None:
     try:
         return os.stat(name, dir_fd=fd, follow_symlinks=False)
     except OSError:
@@ -324,19 +308,18 @@ def _lstat(fd: int, name: str) -> os.stat_result | None:
 
 def _open_dir(fd: int, name: str, info: os.stat_result) -> int | None:
     """Open the folder ``name`` if it is still the one ``info`` describes (no link, no swap)."""
-    for attempt in (1, 2):
-        try:
-            sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-            break
-        except PermissionError:  # not root: our own folder, made unreadable by the code that ran in it
-            if attempt == 2 or _is_root() or info.st_uid != os.geteuid():
-                return None
-            try:
-                os.chmod(name, 0o700, dir_fd=fd, follow_symlinks=False)  # fails on a link: never follows
-            except (OSError, ValueError, NotImplementedError):
-                return None
-        except OSError:
+    try:
+        sub = os.open(name, DIR_FLAGS, dir_fd=fd)
+    except PermissionError:  # not root: our own folder, made unreadable by the code that ran in it
+        if _is_root() or info.st_uid != os.geteuid():
             return None
+        try:
+            os.chmod(name, 0o700, dir_fd=fd, follow_symlinks=False)  # fails on a link: never follows one
+            sub = os.open(name, DIR_FLAGS, dir_fd=fd)
+        except (OSError, ValueError, NotImplementedError):
+            return None
+    except OSError:
+        return None
     now = os.fstat(sub)
     if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
         os.close(sub)
@@ -357,11 +340,13 @@ def _remove_entry(fd: int, name: str, info: os.stat_result, dev: int, top: int |
         return False
     if sub is not None:
         try:
-            before: set[str] | None = None
-            while top is None and before != (before := set(_names(sub))) and before:
-                _clear(sub, dev, sub, 0)
             if top is not None:
                 _clear(sub, dev, top, depth)
+            else:  # the tree's root: empty it until nothing changes (hoisted folders land here)
+                before, left = None, set(_names(sub))
+                while left and left != before:
+                    _clear(sub, dev, sub, 0)
+                    before, left = left, set(_names(sub))
         finally:
             os.close(sub)
     for attempt in (1, 2):
@@ -391,7 +376,7 @@ def _clear(fd: int, dev: int, top: int, depth: int) -> None:
     if not _is_root():
         _writable(fd)
     for name in _names(fd):
-        info = _lstat(fd, name)
+        info = _lstat(name, fd)
         if info is None or info.st_dev != dev:
             continue  # gone, or a mount point: never descended into (the final rmdir then fails)
         if stat.S_ISDIR(info.st_mode) and depth >= HOIST_DEPTH:
@@ -406,9 +391,8 @@ def _clear(fd: int, dev: int, top: int, depth: int) -> None:
 def remove_tree(path: Path | str) -> None:
     """Remove ``path`` and everything in it, even folders made read-only; a link is removed, never followed."""
     path = os.path.abspath(os.fspath(path))
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
+    info = _lstat(path)
+    if info is None:
         return
     parent = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -435,7 +419,7 @@ def prepare_private_dir(path: Path | str, uid: int | None = None, gid: int | Non
         if not stat.S_ISDIR(info.st_mode) or info.st_uid not in (os.geteuid(), uid) or os.listdir(path):
             raise IsolationError(f"{path} already exists and is not an empty folder of the grader's: remove it") \
                 from None
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    fd = os.open(path, DIR_FLAGS)
     try:
         if uid is not None or gid is not None:
             os.fchown(fd, -1 if uid is None else uid, -1 if gid is None else gid)
@@ -471,18 +455,11 @@ def _others_read(real: str) -> bool:
         return False
     for folder, dirs, files in os.walk(real):
         for name in files:
-            entry = _lstat_path(os.path.join(folder, name))
+            entry = _lstat(os.path.join(folder, name))
             if entry and stat.S_ISREG(entry.st_mode) and entry.st_mode & stat.S_IROTH:
                 return True
-        dirs[:] = [d for d in dirs if _world_searchable_dir(_lstat_path(os.path.join(folder, d)))]
+        dirs[:] = [d for d in dirs if _world_searchable_dir(_lstat(os.path.join(folder, d)))]
     return False
-
-
-def _lstat_path(path: str) -> os.stat_result | None:
-    try:
-        return os.lstat(path)
-    except OSError:
-        return None
 
 
 def _world_searchable_dir(info: os.stat_result | None) -> bool:

@@ -138,6 +138,11 @@ class Sandbox:
         if not blocked:
             self.lease, self.identity = lease, "uid"
             return
+        if self.confine and self.level.landlock_abi >= 1:
+            self.lease, self.identity = lease, "uid-read"
+            self.note = (f"the interpreter's files ({blocked[0]}) are not readable by other users: the private uid "
+                         f"keeps the right to read files, only where Landlock allows")
+            return
         lease.release()
         self.identity = "nocaps"
         self.note = (f"the interpreter's files ({blocked[0]}) are not readable by other users, so calls run as "
@@ -147,6 +152,8 @@ class Sandbox:
         """One line: how isolated student code is in this grading."""
         if self.identity == "uid":
             return self.level.describe()
+        if self.identity == "uid-read":
+            return f"{self.level.describe()} ({self.note})"
         landlock = f"Landlock ABI {self.landlock or self.level.landlock_abi}" if self.confine else "no Landlock"
         if self.identity == "nocaps":
             return f"reduced: {self.note}, confined by {landlock}; grade untrusted code in the Docker image"
@@ -359,7 +366,11 @@ def _converse(sock: socket.socket, request: dict, deadline: float,
             if host is None:
                 wire.send(sock, {"error": "this call has no stages"})
                 continue
-            wire.send(sock, host.handle(message))
+            try:
+                answer = host.handle(message)
+            except Exception as exc:  # noqa: BLE001 - a request the host could not answer: the student's error
+                answer = {"error": clean_line(f"{type(exc).__name__}: {exc}", 300)}
+            wire.send(sock, answer)
     except (socket.timeout, TimeoutError):
         return None, False
     except (EOFError, ConnectionError, wire.WireError, OSError):

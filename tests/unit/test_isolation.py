@@ -104,7 +104,7 @@ def start_as(uid: int, fn: Callable[[], None]) -> int:
 
 
 def attempt(action: Callable[[], object]) -> str:
-    """"ok", or the exception's class name."""
+    """Run ``action``: "ok", or the class name of the OSError it raised."""
     try:
         action()
         return "ok"
@@ -129,13 +129,17 @@ def lease():
     held = isolation.lease_uid()
     yield held
     isolation.kill_uid_processes(held.uid)
+    isolation.remove_files_of(held.uid)
     held.release()
 
 
 @pytest.fixture
 def shared_dir():
     """A folder under /tmp that any uid can traverse (tmp_path's ancestors are private)."""
-    path = Path(tempfile.mkdtemp(prefix="pp-isolation-"))
+    base = Path("/tmp")
+    if not base.is_dir() or not all(os.stat(p).st_mode & stat.S_IXOTH for p in (base, *base.parents)):
+        pytest.skip("environment: no /tmp that every user can traverse")
+    path = Path(tempfile.mkdtemp(prefix="pp-isolation-", dir=base))
     os.chmod(path, 0o755)
     yield path
     isolation.remove_tree(path)
@@ -163,6 +167,8 @@ def test_landlock_confines_files_signals_and_network(tmp_path):
                     "write ro": attempt(lambda: (ro / "new.txt").write_text("x")),
                     "write rw": attempt(lambda: (rw / "new.txt").write_text("x")),
                     "read secret": attempt(secret.read_bytes),
+                    "read passwd": attempt(Path("/etc/passwd").read_bytes),
+                    "read shadow": attempt(Path("/etc/shadow").read_bytes),
                     "signal parent": attempt(lambda: os.kill(parent, 0)),
                     "connect": attempt(lambda: socket.create_connection(("127.0.0.1", port), timeout=5).close())}
 
@@ -171,6 +177,9 @@ def test_landlock_confines_files_signals_and_network(tmp_path):
     assert seen["read ro"] == "ok" and seen["write rw"] == "ok", seen
     assert seen["write ro"] == "PermissionError", seen
     assert seen["read secret"] == "PermissionError", seen
+    assert seen["read passwd"] == "ok", seen
+    if Path("/etc/shadow").exists():  # not world-readable: not granted, even to a root process
+        assert seen["read shadow"] == "PermissionError", seen
     assert seen["signal parent"] == ("PermissionError" if ABI >= 6 else "ok"), seen
     assert seen["connect"] == ("PermissionError" if ABI >= 4 else "ok"), seen
     assert (rw / "new.txt").exists() and not (ro / "new.txt").exists()
@@ -259,31 +268,30 @@ def test_isolation_level_describes_itself():
 
 
 @needs_root
-def test_lease_uid_gives_distinct_free_uids():
+def test_lease_uid_gives_distinct_free_uids(tmp_path):
     state = isolation.state_dir()  # the machine's: gradings running meanwhile keep their uids
     first, second = isolation.lease_uid(state), isolation.lease_uid(state)
-    assert first.uid != second.uid
-    for held in (first, second):
-        assert held.uid in isolation.UID_RANGE
-        with pytest.raises(KeyError):
-            pwd.getpwuid(held.uid)
-    first.release()
-    fd = os.open(first.lock, os.O_RDWR)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released: free again
+        assert first.uid != second.uid
+        for held in (first, second):
+            assert held.uid in isolation.UID_RANGE
+            with pytest.raises(KeyError):
+                pwd.getpwuid(held.uid)
+        busy = start_as(first.uid, lambda: time.sleep(30))
+        try:  # another lock folder, and a range of that one uid: only its process stands in the way
+            assert wait_until(lambda: busy in isolation.processes_of(first.uid))
+            with pytest.raises(isolation.IsolationError, match="no free uid"):
+                isolation.lease_uid(tmp_path / "state", uids=range(first.uid, first.uid + 1))
+        finally:
+            _end(busy)
+        first.release()
+        fd = os.open(first.lock, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released: free for the next grading
+        finally:
+            os.close(fd)
     finally:
-        os.close(fd)
-    again = isolation.lease_uid(state)
-    assert again.uid == first.uid
-    again.release()
-    busy = start_as(first.uid, lambda: time.sleep(30))  # a process of that uid: the uid is skipped
-    try:
-        assert wait_until(lambda: busy in isolation.processes_of(first.uid))
-        third = isolation.lease_uid(state)
-        assert third.uid not in (first.uid, second.uid)
-        third.release()
-    finally:
-        _end(busy)
+        first.release()
         second.release()
 
 
@@ -302,27 +310,28 @@ def test_state_dir_refuses_links_and_shared_folders(tmp_path):
 @needs_root
 @pytest.mark.timeout(60)
 def test_kill_uid_processes_ends_daemons_and_nothing_else(lease):
-    def daemonize() -> None:
+    read_end, write_end = os.pipe()
+
+    def daemonize() -> None:  # the classic double fork: a new session, re-parented away from the test
         if os.fork() == 0:
             os.setsid()
             if os.fork() == 0:
+                os.write(write_end, f"{os.getpid()}\n".encode())
                 time.sleep(60)
             os._exit(0)
 
     outsider = subprocess.Popen(["sleep", "60"])
     try:
-        parent = start_as(lease.uid, daemonize)
-        os.waitpid(parent, 0)
-        assert isolation.processes_of(lease.uid) == [] or True
-        assert wait_until(lambda: bool(isolation.processes_of(lease.uid))), "the daemon did not start"
-        first = isolation.processes_of(lease.uid)
-        time.sleep(0.3)
-        second = isolation.processes_of(lease.uid)
-        n = isolation.kill_uid_processes(lease.uid)
-        assert n >= 1, (first, second)
+        os.waitpid(start_as(lease.uid, daemonize), 0)
+        os.close(write_end)
+        assert select.select([read_end], [], [], 10)[0], "the daemon did not start"
+        daemon = int(os.read(read_end, 64))
+        assert daemon in isolation.processes_of(lease.uid)
+        assert isolation.kill_uid_processes(lease.uid) >= 1
         assert isolation.processes_of(lease.uid) == []
         assert outsider.poll() is None, "a process of another uid was killed"
     finally:
+        os.close(read_end)
         outsider.kill()
         outsider.wait()
     for uid in (0, os.geteuid()):

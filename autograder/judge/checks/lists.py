@@ -38,6 +38,15 @@ def parsed_lists(data: dict, which: str, p: int, m: int, cases: list, v: int | N
         pytest.fail(f"{call} returned something that is not a list of actions: {exc}", pytrace=False)
 
 
+def valid_settings(lists, which: str, settings: list) -> list:
+    """The settings whose lists are valid; fails the test (one line) when none is."""
+    valid = [s for s in settings if check_valid(lists(which, *s), which, *s) is None]
+    if not valid:
+        pytest.fail(f"{practical.ACTION_LISTS[which].function}: no setting gives valid lists (see the validity "
+                    f"test), so this cannot be judged", pytrace=False)
+    return valid
+
+
 def check_valid(schedule, which: str, p: int, m: int) -> str | None:
     try:
         validate(schedule, p, m)
