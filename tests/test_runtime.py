@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from autograder import dist as R
-from autograder.checks import GRAD_RTOL, LOSS_RTOL
+from autograder.practical import GRAD_RTOL, LOSS_RTOL
 from autograder.dist.emulate import EmulatedTime, device_sleep, ideal_step_time, naive_step_time
 from autograder.instructor.reference_schedules import gpipe_schedule, one_f_one_b_schedule
 from autograder.schedules import (Action, Costs, delayed_backward_schedule, naive_schedule, parse_schedule, replay,
@@ -123,11 +123,11 @@ def test_single_process_errors_are_one_line():
     loss_fn = torch.nn.MSELoss()
     cases = [
         (DEADLOCK, 2, "deadlock: rank 0 is stuck at 0B0 waiting for 1B0"),
-        ({0: "0F0 0I0 0W0", 1: "1F0 1B0"}, 1, "0I0 is a split backward (I)"),
-        ({0: "0F0 0B0 1F0 1B0", 1: ""}, 1, "1F0 belongs to stage 1"),
+        ({0: "0F0 0W0 0I0", 1: "1F0 1B0"}, 1, "invalid schedule: 0W0 runs before its input-grad half 0I0"),
+        ({0: "0F0 0B0 1F0 1B0", 1: ""}, 1, "1F0 belongs to stage 1, which runs on rank 1"),
         (gpipe_schedule(2, 2), 0, "num_microbatches must be an int >= 1"),
         (gpipe_schedule(2, 5), 5, "cannot split a batch of 4 rows into 5"),
-        (gpipe_schedule(3, 2), 2, "expected one list per stage: ranks 0..1"),
+        (gpipe_schedule(3, 2), 2, "the schedule has 3 list(s) for 2 stages"),
         ({0: "0F0 0B0", 1: "1F0"}, 1, "invalid schedule: missing action 1B0"),
     ]
     for schedule, m, message in cases:
@@ -136,6 +136,8 @@ def test_single_process_errors_are_one_line():
         assert message in str(info.value) and "\n" not in str(info.value), str(info.value)
     with pytest.raises(R.RuntimeInputError, match="deadlock: rank 0 is stuck at 0B0"):
         R.run_actions_single(stages, x, y, loss_fn, 2, DEADLOCK, validate_first=False)
+    with pytest.raises(R.RuntimeInputError, match="rank 0: 0W0 runs before its input-grad half 0I0"):
+        R.run_actions_single(stages, x, y, loss_fn, 1, {0: "0F0 0W0 0I0", 1: "1F0 1B0"}, validate_first=False)
 
 
 # -- the multi-process executor -------------------------------------------------------------------
@@ -205,7 +207,13 @@ def test_bad_input_is_refused_before_any_process_starts():
         (gpipe_schedule(3, 2), R.PipelineSpec(3, 2, 4), "3 stages need 3 processes, this pool has 2"),
         (DEADLOCK, R.PipelineSpec(2, 2, 4), "invalid schedule: deadlock: rank 0 is stuck at 0B0"),
         ({0: "0F0 0B0", 1: "1F0"}, R.PipelineSpec(2, 1, 4), "invalid schedule: missing action 1B0"),
-        ({0: "0F0 0I0 0W0", 1: "1F0 1B0"}, R.PipelineSpec(2, 1, 4), "split backward"),
+        ({0: "0F0 0W0 0I0", 1: "1F0 1B0"}, R.PipelineSpec(2, 1, 4), "0W0 runs before its input-grad half 0I0"),
+        (gpipe_schedule(2, 2), R.PipelineSpec(2, 2, 4, stages_per_rank=5),
+         "cannot run 2 ranks x 5 stages per rank = 10 stages: the model has only 8 layers"),
+        ({0: "0F0 0B0 2F0 2B0", 1: "1F0 1B0 3F0 3B0"}, R.PipelineSpec(2, 1, 4, stages_per_rank=2),
+         "invalid schedule: deadlock"),
+        ({0: "0F0 1F0 1B0 0B0", 1: "2F0 3F0 3B0 2B0"}, R.PipelineSpec(2, 1, 4, stages_per_rank=2),
+         "rank 0, step 1: 1F0 belongs to stage 1, which runs on rank 1"),
         ({0: "0F0 0B0", 1: "1F0 1B0 1F3"}, R.PipelineSpec(2, 1, 4), "names micro-batch 3, there are 1"),
         ("not a schedule", R.PipelineSpec(2, 1, 4), "a schedule is a dict"),
         (gpipe_schedule(2, 2), R.PipelineSpec(2, 2, 4, seconds_per_batch=-1), "seconds_per_batch must be"),
@@ -224,21 +232,22 @@ def test_bad_input_is_refused_before_any_process_starts():
     assert not fresh.started and fresh.startups == 0
 
 
-def test_deadlocking_list_fails_naming_rank_and_action_and_the_pool_recovers():
-    with R.PipelinePool(2, backend="gloo", recv_timeout=2) as pool:
+@pytest.mark.parametrize("transport", ["shm", "p2p"])
+def test_deadlocking_list_fails_naming_rank_and_action_and_the_pool_recovers(transport):
+    with R.PipelinePool(2, backend="gloo", recv_timeout=2, transport=transport) as pool:
         started = time.monotonic()
         with pytest.raises(R.PipelineError) as info:
             pool.run(DEADLOCK, R.PipelineSpec(2, 2, 4), validate_first=False)
         assert time.monotonic() - started < 30
         message = str(info.value)
-        # Whichever rank times out first closes the connection; the other reports that. Usually rank 0
-        # (it starts waiting first): "rank 0 waited 2 s at step 1 (0B0) for the gradient of micro-batch 0
-        # (1B0) from rank 1, which never came: ...; rank 1 at step 1 (1F1) was waiting for ... (0F1) ..."
+        # shm: both ranks time out. p2p: whichever rank times out first closes the connection; the other
+        # reports that. "rank 0 waited 2 s at step 1 (0B0) for the gradient of micro-batch 0 (1B0) from
+        # rank 1, which never came: ...; rank 1 ... at step 1 (1F1) ... waiting for ... (0F1) ..."
         assert "\n" not in message and message.split(" waited 2 s at step 1 ")[0] in ("rank 0", "rank 1"), message
         assert set(info.value.failures) == {0, 1}
         assert "(0B0)" in info.value.failures[0] and "(1B0) from rank 1" in info.value.failures[0]
         assert "(1F1)" in info.value.failures[1] and "(0F1) from rank 0" in info.value.failures[1]
-        assert not pool.started  # stopped: a timed-out gloo group is not reusable
+        assert not pool.started  # stopped: a failed run's processes are not reused
         result = pool.run(one_f_one_b_schedule(2, 2), R.PipelineSpec(2, 2, 4))
         assert_matches_reference(R.PipelineSpec(2, 2, 4), result.loss, result.grads)
         assert pool.startups == 2
@@ -286,5 +295,7 @@ def test_benchmark_prints_a_markdown_table_and_the_machine():
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("| runtime | schedule |") and lines[1].startswith("|---")
     rows = [line for line in lines if line.startswith("| this runtime") or line.startswith("| torch.distributed")]
-    assert len(rows) == 5  # naive, GPipe, 1F1B here; GPipe, 1F1B with torch.distributed.pipelining
+    # naive, GPipe, 1F1B, interleaved 1F1B (v = 2), ZB-H1 here; all but naive with torch.distributed.pipelining
+    assert len(rows) == 9, proc.stdout
+    assert all(" n/a " not in line for line in rows), proc.stdout
     assert any(line.startswith("Machine: ") and "torch " in line for line in lines)

@@ -3,21 +3,30 @@
     python -m autograder.bench                      # p=4, m=8, f=5 ms and 20 ms, 3 rounds x 10 timed steps
     python -m autograder.bench -p 2 -m 8 --f 0.01 --steps 20
 
-Both sides run one process per stage over gloo on the CPU, on the course model split by the judge's
-even partition, every stage wrapped in the same emulated device time (``autograder.dist.emulate``:
-forward ``F = f x rows / batch``, backward ``2F``, the stage's real compute included). Each side
-starts its processes once, runs ``--warmup`` untimed steps (torch.distributed.pipelining infers
-shapes on its first step), then ``--steps`` timed steps; a step is timed from a barrier to the
-last rank's end, on the machine's shared monotonic clock.
+Both sides run one process per rank over gloo on the CPU, on the course model split by the judge's
+even partition (into p x v stages for interleaving, stage s on rank s % p), with the same emulated
+device time per action (``autograder.dist.emulate.DeviceTime``: forward ``F = f x rows / batch``
+per stage of the non-interleaved model, ``f / v`` per chunk, backward ``B = 2F``, its halves
+``I = W = F``), timed the same way on both sides: from the moment the runtime starts the action
+(torch: ``forward_one_chunk`` plus the loss on the last stage, ``backward_one_chunk``,
+``backward_weight_one_chunk``) to start + emulated, its real compute included. Each side starts its
+processes once, runs ``--warmup`` untimed steps (torch.distributed.pipelining infers shapes on its
+first step), then ``--steps`` timed steps; a step is timed from a barrier to the last rank's end,
+on the machine's shared monotonic clock.
+
+Schedules: naive (this runtime only), GPipe, 1F1B, interleaved 1F1B (v = 2) and ZB-H1. This
+runtime runs the reference lists of ``autograder.instructor.reference_schedules``; torch runs its
+own classes (``ScheduleGPipe``, ``Schedule1F1B``, ``ScheduleInterleaved1F1B``,
+``ScheduleInterleavedZeroBubble`` with one stage per rank). The ideal of a row is the makespan of
+the list it ran on in-order devices with the emulated costs (``autograder.schedules.simulate``):
+``(m + p - 1)(F + B)`` for GPipe and 1F1B, ``p m (F + B)`` for naive.
 
 The two runtimes take turns (``--rounds``, each side at each f per round) so that both see the
 same machine load. Printed: a Markdown table with, per runtime and schedule, the median step time
-over all rounds, the ideal ``(m + p - 1)(F + B)`` of the emulated costs (``p (F + B) m`` for the
-naive schedule), their ratio (1.00 = no overhead at all) and the range of the rounds' ratios; then
-the machine it ran on.
+over all rounds, the ideal, their ratio (1.00 = no overhead at all) and the range of the rounds'
+ratios; then the machine it ran on.
 
-A TA tool: the student release leaves it out (it runs the reference GPipe and 1F1B lists of
-``autograder.reference_schedules``, the answers of Part 6).
+A TA tool: the student release leaves it out (it runs the reference lists, the answers of Parts 6-7).
 """
 from __future__ import annotations
 
@@ -28,25 +37,123 @@ import platform
 import statistics
 import sys
 import time
-from typing import Optional
 
 import torch
 
-from ..dist.emulate import EmulatedTime, ideal_step_time, naive_step_time
+from ..dist.emulate import DeviceTime, naive_step_time, simulated_step_time, sleep_until
 from ..dist.model import course_model, even_partition
 from ..dist.pool import PipelinePool, _use_loopback, default_start_method
 from ..dist.spec import PipelineSpec
-from ..schedules import naive_schedule
-from .reference_schedules import gpipe_schedule, one_f_one_b_schedule
+from ..schedules import Action, Schedule, naive_schedule
+from .reference_schedules import (gpipe_schedule, interleaved_1f1b_schedule, one_f_one_b_schedule,
+                                  zero_bubble_h1_schedule)
+
+NAMES = {"naive": "naive (F0 B0 F1 B1 ... on every stage)", "gpipe": "GPipe", "1f1b": "1F1B",
+         "interleaved": "interleaved 1F1B (v = 2)", "zb-h1": "ZB-H1"}
+CHUNKS = {"naive": 1, "gpipe": 1, "1f1b": 1, "interleaved": 2, "zb-h1": 1}  # v of each schedule
+TORCH_SCHEDULES = ("gpipe", "1f1b", "interleaved", "zb-h1")
+TORCH_CLASSES = {"gpipe": "ScheduleGPipe", "1f1b": "Schedule1F1B", "interleaved": "ScheduleInterleaved1F1B",
+                 "zb-h1": "ScheduleInterleavedZeroBubble"}
+
+
+def reference_lists(name: str, p: int, m: int) -> Schedule:
+    """The list this runtime runs for ``name`` (see :data:`NAMES`)."""
+    if name == "interleaved":
+        return interleaved_1f1b_schedule(p, m, CHUNKS[name])
+    makers = {"naive": naive_schedule, "gpipe": gpipe_schedule, "1f1b": one_f_one_b_schedule,
+              "zb-h1": zero_bubble_h1_schedule}
+    return makers[name](p, m)
+
+
+def torch_pipeline_order(name: str, p: int, m: int, v: int | None = None) -> Schedule:
+    """torch.distributed.pipelining's own order for ``name`` (interleaved: ``ScheduleInterleaved1F1B``,
+    zb-h1: ``ScheduleInterleavedZeroBubble``), as ``{rank: [Action]}`` with kinds F, B, I, W.
+
+    Built without processes or stages: the class's per-rank order code runs on a bare instance
+    (``v`` chunks per rank, default :data:`CHUNKS`); idle steps (``None``) are dropped.
+    """
+    from torch.distributed.pipelining import schedules as S
+
+    v = CHUNKS[name] if v is None else v
+    if name in ("gpipe", "1f1b"):
+        return {"gpipe": gpipe_schedule, "1f1b": one_f_one_b_schedule}[name](p, m)  # torch's equal ours
+    cls = getattr(S, TORCH_CLASSES[name])
+    bare = cls.__new__(cls)
+    bare.pp_group_size, bare.n_local_stages, bare._n_microbatches = p, v, m
+    bare.number_of_rounds = max(1, m // p)
+    bare.microbatches_per_round = m // bare.number_of_rounds
+    if m % bare.number_of_rounds:
+        raise ValueError(f"{cls.__name__} needs m a multiple of max(1, m // p), got m={m}, p={p}")
+    bare.pipeline_order = {rank: bare._calculate_single_rank_operations(rank) for rank in range(p)}
+    if name == "zb-h1":
+        bare.pipeline_order = bare._add_bubbles_to_actions(p * v)
+    return {rank: [Action(a.stage_index, str(a.computation_type.value), a.microbatch_index)
+                   for a in actions if a is not None] for rank, actions in bare.pipeline_order.items()}
 
 
 # -- torch.distributed.pipelining -----------------------------------------------------------------
+
+def _timed_stage_class():
+    """``PipelineStage`` whose actions take the emulated time, measured like this runtime's."""
+    from torch.distributed.pipelining import PipelineStage
+
+    class TimedStage(PipelineStage):
+        def __init__(self, module, stage_index, num_stages, device, device_time: DeviceTime, sizes: list[int]):
+            super().__init__(module, stage_index, num_stages, device)
+            self.device_time, self.sizes, self.loss_deadline = device_time, sizes, 0.0
+
+        def forward_one_chunk(self, fwd_chunk_id, *args, **kwargs):
+            start = time.perf_counter()
+            out = super().forward_one_chunk(fwd_chunk_id, *args, **kwargs)
+            deadline = start + self.device_time.seconds("F", self.sizes[fwd_chunk_id])
+            if self.is_last:
+                self.loss_deadline = deadline  # the loss (computed next by the schedule) is in the window
+            else:
+                sleep_until(deadline)
+            return out
+
+        def backward_one_chunk(self, bwd_chunk_id, loss=None, full_backward=True, last_backward=False):
+            start = time.perf_counter()
+            super().backward_one_chunk(bwd_chunk_id, loss=loss, full_backward=full_backward,
+                                       last_backward=last_backward)
+            sleep_until(start + self.device_time.seconds("B" if full_backward else "I", self.sizes[bwd_chunk_id]))
+
+        def backward_weight_one_chunk(self, bwd_chunk_id, last_backward=False):
+            start = time.perf_counter()
+            super().backward_weight_one_chunk(bwd_chunk_id, last_backward=last_backward)
+            sleep_until(start + self.device_time.seconds("W", self.sizes[bwd_chunk_id]))
+
+    return TimedStage
+
+
+def _torch_schedule(name: str, rank: int, spec: PipelineSpec, loss_fn):
+    """The torch schedule object of ``name`` for ``rank`` (its stages built from the seed)."""
+    from torch.distributed.pipelining import schedules as S
+
+    p, v = spec.num_stages, CHUNKS[name]
+    M = course_model()
+    model = M.make_model(spec.width, spec.depth, seed=spec.seed, kind=spec.kind)
+    modules = even_partition(model, p * v, [torch.device("cpu")] * (p * v))
+    device_time = DeviceTime(spec.seconds_per_batch / v, spec.batch_size)
+    stage_class = _timed_stage_class()
+    stages = [stage_class(modules[s], s, p * v, torch.device("cpu"), device_time, spec.sizes)
+              for s in range(rank, p * v, p)]
+    last = next((st for st in stages if st.is_last), None)
+
+    def timed_loss(output, target):
+        loss = loss_fn(output, target)
+        sleep_until(last.loss_deadline)
+        return loss
+
+    cls = getattr(S, TORCH_CLASSES[name])
+    first = stages if issubclass(cls, S.PipelineScheduleMulti) else stages[0]
+    return cls(first, spec.num_microbatches, loss_fn=timed_loss), stages
+
 
 def _torch_worker(rank: int, p: int, port: int, spec_fields: dict, schedules: list[str], warmup: int,
                   steps: int, results) -> None:
     """One rank of torch.distributed.pipelining: run each schedule, report [t0, t_end] per timed step."""
     import torch.distributed as dist
-    from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
 
     torch.set_num_threads(1)
     _use_loopback("gloo")
@@ -56,27 +163,18 @@ def _torch_worker(rank: int, p: int, port: int, spec_fields: dict, schedules: li
         dist.init_process_group("gloo", store=store, rank=rank, world_size=p,
                                 timeout=datetime.timedelta(seconds=120))
         M = course_model()
-        model = M.make_model(spec.width, spec.depth, seed=spec.seed, kind=spec.kind)
         inputs, targets = M.make_batch(spec.batch_size, spec.width, seed=spec.seed, kind=spec.kind)
-        stage_module = even_partition(model, p, [torch.device("cpu")] * p)[rank]
-        module = EmulatedTime(stage_module, spec.seconds_per_batch, spec.batch_size)
-        loss_fn = M.loss_function()
-        makers = {"gpipe": ScheduleGPipe, "1f1b": Schedule1F1B}
         out = {"rank": rank, "error": None, "times": {}}
         for name in schedules:
-            stage = PipelineStage(module, rank, p, torch.device("cpu"))
-            schedule = makers[name](stage, spec.num_microbatches, loss_fn=loss_fn)
+            schedule, stages = _torch_schedule(name, rank, spec, M.loss_function())
             times = []
             for i in range(warmup + steps):
-                module.zero_grad(set_to_none=True)
+                for stage in stages:
+                    stage.submod.zero_grad(set_to_none=True)
                 dist.barrier()
                 t0 = time.perf_counter()
-                if rank == 0:
-                    schedule.step(inputs)
-                elif rank == p - 1:
-                    schedule.step(target=targets, losses=[])
-                else:
-                    schedule.step()
+                kwargs = {"target": targets, "losses": []} if any(st.is_last for st in stages) else {}
+                schedule.step(*([inputs] if rank == 0 else []), **kwargs)
                 if i >= warmup:
                     times.append([t0, time.perf_counter()])
             out["times"][name] = times
@@ -141,12 +239,18 @@ def run_torch_pipelining(spec: PipelineSpec, schedules: list[str], warmup: int, 
 
 # -- this runtime ---------------------------------------------------------------------------------
 
-def run_this_runtime(pool: PipelinePool, spec: PipelineSpec, warmup: int, steps: int) -> dict[str, list[float]]:
-    makers = {"naive": naive_schedule, "gpipe": gpipe_schedule, "1f1b": one_f_one_b_schedule}
-    out = {}
-    for name, make in makers.items():
-        result = pool.run(make(spec.num_stages, spec.num_microbatches), spec, warmup + steps)
-        out[name] = result.step_times[warmup:]
+def run_this_runtime(pool: PipelinePool, spec: PipelineSpec, names: list[str], warmup: int, steps: int
+                     ) -> dict[str, list[float] | str]:
+    """Step times (seconds) per schedule, or a one-line reason a schedule could not run."""
+    out: dict[str, list[float] | str] = {}
+    for name in names:
+        run_spec = PipelineSpec(**{**spec.__dict__, "stages_per_rank": CHUNKS[name]})
+        try:
+            lists = reference_lists(name, spec.num_stages, spec.num_microbatches)
+        except ValueError as exc:
+            out[name] = str(exc).splitlines()[0]
+            continue
+        out[name] = pool.run(lists, run_spec, warmup + steps).step_times[warmup:]
     return out
 
 
@@ -168,7 +272,13 @@ def machine() -> str:
             f"Python {platform.python_version()}; torch {torch.__version__}")
 
 
-NAMES = {"naive": "naive (F0 B0 F1 B1 ... on every stage)", "gpipe": "GPipe", "1f1b": "1F1B"}
+def ideal_time(runtime: str, name: str, spec: PipelineSpec) -> float:
+    """Seconds: the simulated makespan of the list ``runtime`` runs for ``name`` (naive: ``p m (F + B)``)."""
+    p, m, f = spec.num_stages, spec.num_microbatches, spec.seconds_per_batch
+    if name == "naive":
+        return naive_step_time(p, f)
+    lists = torch_pipeline_order(name, p, m) if runtime.startswith("torch") else reference_lists(name, p, m)
+    return simulated_step_time(lists, f, spec.sizes, CHUNKS[name])
 
 
 def table(rows: dict[tuple[str, str, PipelineSpec], list[list[float]] | str]) -> str:
@@ -178,8 +288,12 @@ def table(rows: dict[tuple[str, str, PipelineSpec], list[list[float]] | str]) ->
              "|---|---|---|---|---|---|---|---|---|"]
     for (runtime, name, spec), rounds in rows.items():
         p, m, f = spec.num_stages, spec.num_microbatches, spec.seconds_per_batch
-        ideal = naive_step_time(p, f) if name == "naive" else ideal_step_time(p, m, f)
         head = f"| {runtime} | {NAMES[name]} | {p} | {m} | {f * 1e3:g} |"
+        try:
+            ideal = ideal_time(runtime, name, spec)
+        except ValueError as exc:
+            lines.append(f"{head} n/a | n/a | n/a | {str(exc).splitlines()[0]} |")
+            continue
         if isinstance(rounds, str):
             lines.append(f"{head} n/a | {ideal * 1e3:.1f} | n/a | {rounds} |")
             continue
@@ -190,7 +304,7 @@ def table(rows: dict[tuple[str, str, PipelineSpec], list[list[float]] | str]) ->
     return "\n".join(lines)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m autograder.bench", description=__doc__.splitlines()[0])
     parser.add_argument("-p", "--stages", type=int, default=4)
     parser.add_argument("-m", "--microbatches", type=int, default=8)
@@ -202,10 +316,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--steps", type=int, default=10, help="timed steps per schedule and round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds, alternating the two runtimes")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    parser.add_argument("--schedules", nargs="+", default=list(NAMES), choices=list(NAMES),
+                        help="schedules to run (default: all)")
     parser.add_argument("--no-torch", action="store_true", help="skip torch.distributed.pipelining")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
     specs = [PipelineSpec(args.stages, args.microbatches, args.batch, width=args.width, depth=args.depth,
                           seconds_per_batch=f) for f in args.f]
+    ours = [n for n in NAMES if n in args.schedules and args.stages * CHUNKS[n] <= args.depth]
+    theirs = [n for n in TORCH_SCHEDULES if n in ours and not args.no_torch]
     rows: dict = {}
     started = time.monotonic()
     print(f"benchmark: p={args.stages}, m={args.microbatches}, batch={args.batch}, f={args.f} s, "
@@ -222,19 +344,20 @@ def main(argv: Optional[list[str]] = None) -> int:
         # Both sides at one f, then the next f, round after round: they see the same machine load.
         for _ in range(args.rounds):
             for spec in specs:
-                for name, times in run_this_runtime(pool, spec, args.warmup, args.steps).items():
+                for name, times in run_this_runtime(pool, spec, ours, args.warmup, args.steps).items():
                     add(("this runtime (autograder.dist)", name, spec), times)
-                if not args.no_torch:
-                    got = run_torch_pipelining(spec, ["gpipe", "1f1b"], args.warmup, args.steps)
-                    for name in ("gpipe", "1f1b"):
+                if theirs:
+                    got = run_torch_pipelining(spec, theirs, args.warmup, args.steps)
+                    for name in theirs:
                         add(("torch.distributed.pipelining", name, spec), got if isinstance(got, str) else got[name])
-    order = {"naive": 0, "gpipe": 1, "1f1b": 2}
+    order = {name: i for i, name in enumerate(NAMES)}
     rows = dict(sorted(rows.items(), key=lambda kv: (kv[0][2].seconds_per_batch, order[kv[0][1]], kv[0][0])))
     print(table(rows))
     print()
-    print(f"Machine: {machine()}. One process per stage, gloo on CPU, emulated device time "
-          f"F = f/m, B = 2F per micro-batch and stage; ideal = (m+p-1)(F+B) (naive: p m (F+B)); "
-          f"median of {args.rounds} x {args.steps} steps, each round after {args.warmup} warm-up steps; "
+    print(f"Machine: {machine()}. One process per rank, gloo on CPU (this runtime's messages: {pool.transport}), "
+          f"emulated device time F = f/(v m), B = 2F, I = W = F per micro-batch and stage; ideal = simulated "
+          f"makespan of each row's list ((m+p-1)(F+B) for GPipe and 1F1B, p m (F+B) naive); median of "
+          f"{args.rounds} x {args.steps} steps, each round after {args.warmup} warm-up steps; "
           f"total {time.monotonic() - started:.0f} s.")
     return 0
 
