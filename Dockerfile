@@ -11,9 +11,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     AUTOGRADER_PYTHON=/usr/local/bin/python
 
-# Student code runs as this unprivileged user; grading itself runs as root.
-RUN useradd --create-home --shell /usr/sbin/nologin student \
-    && mkdir -p /autograder/source /autograder/submission /autograder/results
+# Grading runs as root; student code runs as a private uid chosen per grading (no user needed).
+RUN mkdir -p /autograder/source /autograder/submission /autograder/results
 
 WORKDIR /autograder/source
 COPY constraints.txt pyproject.toml README.md ./
@@ -23,7 +22,9 @@ COPY constraints.txt pyproject.toml README.md ./
 RUN python -m pip install --no-cache-dir -c constraints.txt torch numpy pytest pytest-timeout jsonschema
 COPY assignment ./assignment
 COPY autograder ./autograder
-RUN chmod -R go-rwx /autograder/source \
+# The instructor's tools never ship: autograder.layout removes what the grader does not receive.
+RUN python -m autograder.layout grader \
+    && chmod -R go-rwx /autograder/source \
     && cp autograder/gradescope/run_autograder /autograder/run_autograder
 
 ENTRYPOINT ["/autograder/run_autograder"]

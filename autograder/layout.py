@@ -84,3 +84,26 @@ def files_for(audience: str, root: Path = PACKAGE_DIR) -> list[str]:
         if keep:
             chosen.append(rel)
     return chosen
+
+
+def prune(audience: str, root: Path = PACKAGE_DIR) -> list[str]:
+    """Delete the files of ``root`` that ``audience`` does not receive (the grading image runs
+    ``python -m autograder.layout grader``); returns what was removed."""
+    keep = set(files_for(audience, root))
+    removed = [rel for rel in all_files(root) if rel not in keep]
+    for rel in removed:
+        (root / rel).unlink()
+    for dirpath, dirnames, filenames in sorted(os.walk(root), key=lambda entry: -len(entry[0])):
+        if dirpath != str(root) and not os.listdir(dirpath):
+            os.rmdir(dirpath)
+    return removed
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 2 or sys.argv[1] not in AUDIENCES:
+        print(f"usage: python -m autograder.layout {{{','.join(AUDIENCES)}}}", file=sys.stderr)
+        sys.exit(2)
+    for rel in prune(sys.argv[1]):
+        print(f"removed autograder/{rel}")

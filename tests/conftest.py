@@ -1,37 +1,21 @@
-"""Shared helpers for the repository's own tests."""
-from __future__ import annotations
+"""Fixtures shared by the repository's tests; helpers live in ``tests.support``."""
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+from __future__ import annotations
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT, grade_pytest
 
-
-def grade(impl: str | Path, tmp_path: Path, *extra: str, timeout: float = 600) -> tuple[dict, str]:
-    """Run the autograder on ``impl`` in a subprocess; return (results.json, terminal output)."""
-    results = tmp_path / f"results-{abs(hash((str(impl), extra)))}.json"
-    cmd = [sys.executable, "-m", "pytest", "autograder", "--impl", str(impl), "--results-json", str(results),
-           "-q", "-p", "no:cacheprovider", *extra]
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
-    assert results.exists(), f"no results.json; pytest said:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return json.loads(results.read_text()), proc.stdout + proc.stderr
-
-
-def by_name(results: dict) -> dict[str, dict]:
-    return {t["name"]: t for t in results["tests"]}
+__all__ = ["ROOT"]
 
 
 @pytest.fixture(scope="session")
 def solutions_results(tmp_path_factory):
-    return grade("solutions", tmp_path_factory.mktemp("grade"))
+    """``pytest autograder --impl solutions --hidden``: (results.json, output)."""
+    return grade_pytest("solutions", tmp_path_factory.mktemp("grade"), "--hidden")
 
 
 @pytest.fixture(scope="session")
 def skeleton_results(tmp_path_factory):
-    return grade("assignment", tmp_path_factory.mktemp("grade"))
+    """``pytest autograder`` on the untouched skeleton: (results.json, output)."""
+    return grade_pytest("assignment", tmp_path_factory.mktemp("grade"))

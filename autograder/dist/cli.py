@@ -31,21 +31,36 @@ def schedule_named(name: str, p: int, m: int, impl: str | None = None) -> Schedu
     this repository has (a student's repository has only ``assignment``). Raises
     NotImplementedError while the task is not done.
     """
-    from ..impl import REPO_ROOT, ImplError, resolve
     from ..schedules import naive_schedule
 
     if name not in SCHEDULE_NAMES:
         raise RuntimeInputError(f"unknown schedule {name!r}: choose one of {', '.join(SCHEDULE_NAMES)}")
     if name == "naive":
         return naive_schedule(p, m)
-    if impl is None:
-        impl = next((n for n in DEFAULT_IMPLS if (REPO_ROOT / n / "per_stage.py").is_file()), DEFAULT_IMPLS[-1])
-    try:
-        mod = resolve(impl).module("per_stage")
-    except ImplError as exc:
-        raise RuntimeInputError(str(exc)) from None
+    mod = _per_stage_module(impl)
     fn = {"gpipe": mod.gpipe_actions, "1f1b": mod.one_f_one_b_actions}[name]
     return parse_schedule({s: fn(s, p, m) for s in range(p)})
+
+
+def _per_stage_module(impl: str | None):
+    """``<impl>/per_stage.py`` imported in this process (this is the student's own tool): a package of
+    this repository, or a submission folder, staged first so that only its editable files are used."""
+    import importlib
+    import tempfile
+    from pathlib import Path
+
+    from ..judge.staging import REPO_ROOT, StagingError, stage
+
+    if impl is None:
+        impl = next((n for n in DEFAULT_IMPLS if (REPO_ROOT / n / "per_stage.py").is_file()), DEFAULT_IMPLS[-1])
+    if impl in DEFAULT_IMPLS:
+        return importlib.import_module(f"{impl}.per_stage")
+    try:
+        staged = stage(Path(impl), Path(tempfile.mkdtemp(prefix="pp-lists-")) / "impl")
+    except StagingError as exc:
+        raise RuntimeInputError(f"--impl {impl}: {exc}") from None
+    sys.path.insert(0, str(staged.root))
+    return importlib.import_module(f"{staged.package}.per_stage")
 
 
 def summary(result: RunResult, width: int = 100) -> str:

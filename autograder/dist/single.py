@@ -123,13 +123,15 @@ def run_actions_single(stages: list[nn.Module], inputs: torch.Tensor, targets: t
 
 
 def traced_single_step(schedule: Any, spec: PipelineSpec) -> dict:
-    """One traced single-process step of ``schedule`` on the course model described by ``spec``.
+    """One traced single-process step of ``schedule`` (F and B actions) on the course model of ``spec``.
 
     Returns ``{"loss", "grads" {name: tensor}, "events" [Event], "notes"}``: the events come from
-    the tracing harness (``autograder.tracing``), so ``autograder.schedules.replay(events)`` shows
-    this per-stage schedule on in-order devices next to the Part 5 loop.
+    the tracing executor (``autograder.tracing``), so ``autograder.schedules.replay(events)`` shows
+    this per-stage schedule on in-order devices next to the Part 5 loop. (A split backward is
+    traced as two backwards; the multi-process runtime records I and W itself.)
     """
-    from ..legacy_tracing import Tracer
+    from ..harness.stage import PipelineStage
+    from ..tracing import LocalExecutor, Recorder
 
     check_spec(spec)
     M = course_model()
@@ -138,11 +140,13 @@ def traced_single_step(schedule: Any, spec: PipelineSpec) -> dict:
     stages = even_partition(model, spec.num_stages, [torch.device("cpu")] * spec.num_stages)
     if spec.seconds_per_batch:
         stages = [EmulatedTime(s, spec.seconds_per_batch, spec.batch_size) for s in stages]
-    tracer = Tracer(inputs, spec.sizes)
-    loss = run_actions_single(tracer.wrap(stages), inputs, targets, M.loss_function(),
-                              spec.num_microbatches, schedule)
+    recorder = Recorder(inputs, spec.sizes)
+    executor = LocalExecutor(stages, recorder)
+    proxies = [PipelineStage(executor, s, list(stage.parameters())) for s, stage in enumerate(stages)]
+    loss = run_actions_single(proxies, inputs, targets, M.loss_function(), spec.num_microbatches, schedule)
+    executor.close()
     grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()}
-    return {"loss": loss, "grads": grads, "events": list(tracer.events), "notes": list(tracer.notes)}
+    return {"loss": loss, "grads": grads, "events": recorder.plain_events(), "notes": list(recorder.notes)}
 
 
 def reference_gradients(spec: PipelineSpec) -> tuple[float, dict[str, torch.Tensor]]:

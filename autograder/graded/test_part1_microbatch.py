@@ -25,29 +25,25 @@ def batch(rows: int) -> tuple[torch.Tensor, torch.Tensor]:
     return inputs, -torch.arange(rows, dtype=torch.float32).reshape(rows, 1)
 
 
-@pytest.fixture(scope="module")
-def split_results(calls):
-    cases = [dict(zip(("inputs", "targets"), batch(rows)), m=m) for rows, m in SPLITS]
-    x4, y4 = batch(4)
-    bad = [dict(inputs=x4, targets=y4, m=m) for m in (0, -2, 5)] + [dict(inputs=x4, targets=y4[:3], m=1)]
-    return calls.get("split", "split_microbatches", "split_microbatches", cases=cases, bad=bad)
-
-
 @pytest.mark.points(1, group=GROUP)
 @pytest.mark.parametrize("rows,m", SPLITS)
-def test_split_sizes_order_and_pairs(split_results, rows, m):
+def test_split_sizes_order_and_pairs(calls, rows, m):
     """micro-batches are in order, paired with their targets, sizes differing by at most one"""
     inputs, targets = batch(rows)
-    outcome = split_results["cases"][SPLITS.index((rows, m))]
-    expect(check_split(outcome, inputs, targets, m, f"split_microbatches(batch of {rows}, num_microbatches={m})"))
+    call = f"split_microbatches(batch of {rows}, num_microbatches={m})"
+    data = calls.get("split", "split_microbatches", call, cases=[dict(inputs=inputs, targets=targets, m=m)])
+    expect(check_split(data["cases"][0], inputs, targets, m, call))
 
 
 @pytest.mark.points(1, group=GROUP)
-def test_split_bad_arguments(split_results):
+def test_split_bad_arguments(calls):
     """m < 1, m larger than the batch, and inputs and targets of different lengths raise ValueError"""
-    calls = ["split_microbatches(batch of 4, num_microbatches=0)", "split_microbatches(batch of 4, num_microbatches=-2)",
+    x4, y4 = batch(4)
+    bad = [dict(inputs=x4, targets=y4, m=m) for m in (0, -2, 5)] + [dict(inputs=x4, targets=y4[:3], m=1)]
+    data = calls.get("split", "split_microbatches", "split_microbatches with bad arguments", cases=[], bad=bad)
+    names = ["split_microbatches(batch of 4, num_microbatches=0)", "split_microbatches(batch of 4, num_microbatches=-2)",
              "split_microbatches(batch of 4, num_microbatches=5)", "split_microbatches(4 input rows, 3 target rows, 1)"]
-    for call, outcome in zip(calls, split_results["bad"]):
+    for call, outcome in zip(names, data["bad"]):
         if outcome.get("raised") != "ValueError":
             what = "returned normally" if "raised" not in outcome else f"raised {outcome.get('message')}"
             expect(f"{call} {what}; it must raise ValueError with a message saying what is wrong")

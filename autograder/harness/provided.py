@@ -27,7 +27,7 @@ def make_module(sizes: list[int], name: str) -> types.ModuleType:
             raise ValueError(f"this trial splits {sum(expected)} rows into {len(expected)} micro-batches, "
                              f"not {inputs.shape[0]} rows into {num_microbatches}")
         if targets.shape[0] != inputs.shape[0]:
-            raise ValueError(f"inputs have {inputs.shape[0]} rows but targets have {targets.shape[0]}")
+            raise ValueError(f"{inputs.shape[0]} input rows and {targets.shape[0]} target rows: they must match")
         pieces, row = [], 0
         for size in expected:
             pieces.append((inputs[row:row + size], targets[row:row + size]))

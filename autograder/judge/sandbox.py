@@ -261,6 +261,9 @@ class Sandbox:
             self._stop_worker()
             self._start()
         outcome = self._run(probe, kwargs, timeout, host)
+        if outcome.how == "timeout" and timeout < self.limits.call_timeout:
+            raise OutOfBudget(f"stopped after {timeout:.3g} s: the grading's time budget ({self.budget.total:g} s) "
+                              f"had no more time left for this call; make your code faster to get it graded")
         return self._verdict(outcome, key, timeout)
 
     def _run(self, probe: str, kwargs: dict, timeout: float, host: StageHost | None) -> CallOutcome:

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from autograder.instructor import release, student_release
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 
 @pytest.fixture(scope="module")

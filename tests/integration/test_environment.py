@@ -13,7 +13,7 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
 from autograder.instructor.toolenv import tool_env
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 GRADE_DEPENDS_ON = ("torch", "pytest", "pytest-timeout", "jsonschema", "nbgrader")
 INSTALLERS = (".ci/run", "autograder/gradescope/setup.sh", "Dockerfile")

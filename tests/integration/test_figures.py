@@ -9,7 +9,7 @@ from fractions import Fraction
 import pytest
 
 from autograder.student import figures
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 P, MS = 4, (2, 4, 8)
 SCHEDULES = ("naive", "gpipe", "delayed")

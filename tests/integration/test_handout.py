@@ -13,7 +13,7 @@ import pytest
 
 from autograder.instructor import student_release
 from autograder.student import run
-from tests.conftest import ROOT
+from tests.support import ROOT
 from tests.test_notebook import ORIGINAL_QUESTIONS, plain
 
 HANDOUT = (ROOT / "HANDOUT.md").read_text(encoding="utf-8")

@@ -14,7 +14,7 @@ import pytest
 
 from autograder.instructor import notebook, release
 from autograder.instructor.toolenv import find_tool, tool_env
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 SOURCE = ROOT / "solutions" / "practical9.ipynb"
 STUDENT = ROOT / "assignment" / "practical9.ipynb"

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import inspect
+import sys
 
 import pytest
 
 import assignment.per_stage as skeleton
 import solutions.per_stage as ref
-from autograder.impl import resolve
-from autograder.probes import _plain_action, probe_per_stage
+from autograder.harness.plain import plain_action
+from autograder.harness.probes import CallContext, probe_action_lists
+from autograder.judge.staging import stage
 from autograder.instructor.reference_schedules import gpipe_schedule, one_f_one_b_schedule
 from autograder.schedules import Action, Costs, parse_schedule, simulate, validate
 
@@ -74,28 +76,28 @@ def test_skeleton_raises_its_task_and_keeps_signature_and_docstring(name, task):
 
 
 def test_probe_returns_plain_lists_or_the_error():
-    data = probe_per_stage(resolve("solutions"), "1f1b", 2, 2)
-    assert data == {"error": None, "actions": [[[0, "F", 0], [0, "F", 1], [0, "B", 0], [0, "B", 1]],
-                                               [[1, "F", 0], [1, "B", 0], [1, "F", 1], [1, "B", 1]]]}
-    assert parse_schedule(dict(enumerate(data["actions"]))) == one_f_one_b_schedule(2, 2)
-    data = probe_per_stage(resolve("assignment"), "gpipe", 2, 2)
-    assert data["actions"] is None
-    assert data["error"].startswith("NotImplementedError: part6.gpipe_actions: ")
-    assert "(at assignment/per_stage.py:" in data["error"]
+    data = probe_action_lists(CallContext("solutions"), "1f1b", [[2, 2]])
+    lists = data["cases"][0]["value"]
+    assert lists == [[[0, "F", 0], [0, "F", 1], [0, "B", 0], [0, "B", 1]],
+                     [[1, "F", 0], [1, "B", 0], [1, "F", 1], [1, "B", 1]]]
+    assert parse_schedule(dict(enumerate(lists))) == one_f_one_b_schedule(2, 2)
+    outcome = probe_action_lists(CallContext("assignment"), "gpipe", [[2, 2]])["cases"][0]
+    assert outcome["raised"] == "NotImplementedError"
+    assert outcome["message"].startswith("NotImplementedError: part6.gpipe_actions: ")
+    assert "(at assignment/per_stage.py:" in outcome["message"]
 
 
 def test_plain_action_keeps_only_plain_data():
     import numpy as np
-    assert _plain_action(Action(1, "F", 0)) == [1, "F", 0]
-    assert _plain_action((np.int64(2), "B", 3)) == [2, "B", 3]
-    assert _plain_action("1F0") == "1F0"
-    assert _plain_action((1, "F", 0.5)) == "(1, 'F', 0.5)"  # the judge's parser refuses it, with a message
-    assert _plain_action(object()).startswith("<object")
-    assert _plain_action((True, "F", 0)) == "(True, 'F', 0)"
+    assert plain_action(Action(1, "F", 0)) == [1, "F", 0]
+    assert plain_action((np.int64(2), "B", 3)) == [2, "B", 3]
+    assert plain_action("1F0") == "1F0"
+    assert plain_action((1, "F", 0.5)) == "(1, 'F', 0.5)"  # the judge's parser refuses it, with a message
+    assert plain_action(object()).startswith("<object")
+    assert plain_action((True, "F", 0)) == "(True, 'F', 0)"
 
 
-def test_probe_refuses_non_lists_and_endless_generators(tmp_path):
-    from autograder.impl import overlay
+def test_probe_refuses_non_lists_and_endless_generators(tmp_path, monkeypatch):
     sub = tmp_path / "sub"
     sub.mkdir()
     (sub / "per_stage.py").write_text(
@@ -104,8 +106,12 @@ def test_probe_refuses_non_lists_and_endless_generators(tmp_path):
         "    return (stage, 'F', 0)  # a tuple, not a list of actions: iterable, but of ints\n"
         "def one_f_one_b_actions(stage, num_stages, num_microbatches):\n"
         "    return itertools.repeat((stage, 'F', 0))\n")
-    impl = overlay(sub, tmp_path / "work")
-    data = probe_per_stage(impl, "gpipe", 2, 2)
-    assert data["error"] is None and data["actions"][0] == ["0", "F", "0"]  # refused later by parse_schedule
-    data = probe_per_stage(impl, "1f1b", 2, 2)
-    assert data["actions"] is None and "more than 10000 actions" in data["error"]
+    staged = stage(sub, tmp_path / "staged")
+    monkeypatch.syspath_prepend(str(staged.root))
+    ctx = CallContext(staged.package)
+    outcome = probe_action_lists(ctx, "gpipe", [[2, 2]])["cases"][0]
+    assert outcome["value"][0] == ["0", "F", "0"]  # refused later by parse_schedule
+    outcome = probe_action_lists(ctx, "1f1b", [[2, 2]])["cases"][0]
+    assert outcome["raised"] == "ValueError" and "more than 10000 actions" in outcome["message"]
+    for name in [n for n in sys.modules if n == staged.package or n.startswith(staged.package + ".")]:
+        monkeypatch.delitem(sys.modules, name)

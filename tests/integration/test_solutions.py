@@ -7,7 +7,7 @@ import torch
 from solutions import devices, model, partition, schedules
 from solutions.microbatch import microbatch_loss, split_microbatches
 
-STEPS = [schedules.naive_step, schedules.gpipe_step, schedules.one_f_one_b_step]
+STEPS = [schedules.naive_step, schedules.gpipe_step, schedules.delayed_backward_step]
 
 
 def _grads_after(step, p, m, batch, seed, kind="mlp"):

@@ -57,6 +57,8 @@ for sig in (signal.SIGKILL, signal.SIGTERM):
     except OSError:
         pids = list(range(1, 5000))
     for pid in [os.getppid(), *pids]:
+        if pid == os.getpid():
+            continue
         try:
             os.kill(pid, sig)
         except OSError:

@@ -29,7 +29,7 @@ import pytest
 
 from autograder.harness import confine
 from autograder.judge import isolation
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 LINUX = sys.platform.startswith("linux")
 ABI = confine.landlock_abi()

@@ -23,7 +23,7 @@ from autograder.instructor.release import (
     write_release,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 PARALLEL = '''\
 """Pipeline schedules."""

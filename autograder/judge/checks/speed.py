@@ -127,3 +127,8 @@ def check_memory(trial: Trial) -> str | None:
 
 def _kib(held: dict[int, int]) -> str:
     return "{" + ", ".join(f"{s}: {b / 1024:.1f} KiB" for s, b in held.items()) + "}"
+
+
+def check_pipeline(trial: Trial) -> str | None:
+    """The replayed pipeline: no host synchronisation in the loop, the speedup, the peak in flight."""
+    return check_speed(trial) or check_memory(trial)

@@ -16,7 +16,7 @@ from autograder.dist.emulate import EmulatedTime, device_sleep, ideal_step_time,
 from autograder.instructor.reference_schedules import gpipe_schedule, one_f_one_b_schedule
 from autograder.schedules import (Action, Costs, delayed_backward_schedule, naive_schedule, parse_schedule, replay,
                                  schedule_from_events, timeline_from_events)
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 SCHEDULES = {"naive": naive_schedule, "gpipe": gpipe_schedule, "1f1b": one_f_one_b_schedule,
              "delayed": delayed_backward_schedule}
