@@ -18,15 +18,16 @@ from .single import max_relative_error, reference_gradients
 from .spec import (DEFAULT_INIT_TIMEOUT, DEFAULT_RECV_TIMEOUT, PipelineError, PipelineSpec, RuntimeInputError,
                    _plain_schedule, check_schedule, check_spec)
 
-SCHEDULE_NAMES = ("naive", "gpipe", "1f1b")
+SCHEDULE_NAMES = ("naive", "gpipe", "1f1b", "interleaved", "zero_bubble")
 DEFAULT_IMPLS = ("solutions", "assignment")  # without --impl: the first of these packages that exists
 
 
-def schedule_named(name: str, p: int, m: int, impl: str | None = None) -> Schedule:
-    """The schedule ``name``: ``naive`` (fixed), or ``gpipe`` / ``1f1b`` as a package's per-stage lists.
+def schedule_named(name: str, p: int, m: int, impl: str | None = None, v: int = 1) -> Schedule:
+    """The schedule ``name``: ``naive`` (fixed), or a package's per-stage lists.
 
     ``gpipe`` and ``1f1b`` are Part 6 of the assignment: ``{s: gpipe_actions(s, p, m)}`` and
-    ``{s: one_f_one_b_actions(s, p, m)}`` from ``<impl>/per_stage.py``. ``impl`` is ``assignment``,
+    ``{s: one_f_one_b_actions(s, p, m)}`` from ``<impl>/per_stage.py``; ``interleaved`` (v chunks per
+    rank) and ``zero_bubble`` are Part 7's. ``impl`` is ``assignment``,
     ``solutions`` or a submission directory; by default the first of :data:`DEFAULT_IMPLS` that
     this repository has (a student's repository has only ``assignment``). Raises
     NotImplementedError while the task is not done.
@@ -38,7 +39,12 @@ def schedule_named(name: str, p: int, m: int, impl: str | None = None) -> Schedu
     if name == "naive":
         return naive_schedule(p, m)
     mod = _per_stage_module(impl)
-    fn = {"gpipe": mod.gpipe_actions, "1f1b": mod.one_f_one_b_actions}[name]
+    if name == "interleaved":
+        try:
+            return parse_schedule({r: mod.interleaved_actions(r, p, m, v) for r in range(p)})
+        except ValueError as exc:
+            raise RuntimeInputError(f"interleaved_actions: {exc}") from None
+    fn = {"gpipe": mod.gpipe_actions, "1f1b": mod.one_f_one_b_actions, "zero_bubble": mod.zero_bubble_actions}[name]
     return parse_schedule({s: fn(s, p, m) for s in range(p)})
 
 
@@ -85,7 +91,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m autograder.dist",
         description="Run a per-stage pipeline schedule with one process per stage (torch.distributed). "
                     "Starts its own processes, or runs as one rank under torchrun.")
-    parser.add_argument("--schedule", default="1f1b", help="naive, gpipe or 1f1b (default 1f1b)")
+    parser.add_argument("--schedule", default="1f1b", choices=SCHEDULE_NAMES, help="which lists to run (default 1f1b)")
+    parser.add_argument("-v", "--stages-per-rank", type=int, default=1, help="model chunks per rank (interleaved)")
     parser.add_argument("--impl", default=None,
                         help="take the gpipe/1f1b lists from this package's per_stage.py: assignment, solutions or "
                              "a submission directory (default: solutions if this repository has it, else assignment)")
@@ -134,12 +141,13 @@ def _torchrun_main(args, schedule: Schedule, spec: PipelineSpec) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
+    v = args.stages_per_rank if args.schedule == "interleaved" else 1
     spec = PipelineSpec(args.stages, args.microbatches, args.batch, width=args.width, depth=args.depth,
-                        seed=args.seed, kind=args.kind, seconds_per_batch=args.f)
+                        seed=args.seed, kind=args.kind, seconds_per_batch=args.f, stages_per_rank=v)
     try:
         check_spec(spec)
-        schedule = check_schedule(schedule_named(args.schedule, args.stages, args.microbatches, args.impl),
-                                  args.stages, args.microbatches)
+        schedule = check_schedule(schedule_named(args.schedule, args.stages, args.microbatches, args.impl, v),
+                                  args.stages, args.microbatches, stages_per_rank=v)
         if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
             return _torchrun_main(args, schedule, spec)
         result = launch(schedule, spec, args.steps, recv_timeout=args.recv_timeout, backend=args.backend)

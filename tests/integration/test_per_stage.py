@@ -57,20 +57,22 @@ def test_peak_in_flight_of_the_reference_lists():
     assert simulate(lists(ref.gpipe_actions, 4, 8)).peak_in_flight == {0: 8, 1: 8, 2: 8, 3: 8}
 
 
-def test_docstring_example_and_short_warm_up():
+def test_warm_up_and_short_warm_up():
     assert " ".join(f"{a.kind}{a.mb}" for a in ref.one_f_one_b_actions(1, 4, 6)) == \
         "F0 F1 F2 B0 F3 B1 F4 B2 F5 B3 B4 B5"
-    assert "Example, p = 4, m = 6, stage 1: ``F0 F1 F2 B0 F3 B1 F4 B2 F5 B3 B4 B5``" in ref.one_f_one_b_actions.__doc__
     # m <= p - s - 1: the warm-up is cut to m forwards, the list is GPipe's.
     assert ref.one_f_one_b_actions(0, 5, 3) == ref.gpipe_actions(0, 5, 3)
     assert ref.one_f_one_b_actions(4, 5, 3) == parse_schedule({4: "4F0 4B0 4F1 4B1 4F2 4B2"})[4]
 
 
 @pytest.mark.parametrize("name,task", [("gpipe_actions", "part6.gpipe_actions"),
-                                       ("one_f_one_b_actions", "part6.one_f_one_b_actions")])
+                                       ("one_f_one_b_actions", "part6.one_f_one_b_actions"),
+                                       ("interleaved_actions", "part7.interleaved_actions"),
+                                       ("zero_bubble_actions", "part7.zero_bubble_actions")])
 def test_skeleton_raises_its_task_and_keeps_signature_and_docstring(name, task):
+    args = (0, 2, 2, 2) if name == "interleaved_actions" else (0, 2, 2)
     with pytest.raises(NotImplementedError, match=f"^{task.replace('.', '[.]')}: "):
-        getattr(skeleton, name)(0, 2, 2)
+        getattr(skeleton, name)(*args)
     assert inspect.signature(getattr(skeleton, name)) == inspect.signature(getattr(ref, name))
     assert getattr(skeleton, name).__doc__ == getattr(ref, name).__doc__
 
@@ -115,3 +117,18 @@ def test_probe_refuses_non_lists_and_endless_generators(tmp_path, monkeypatch):
     assert outcome["raised"] == "ValueError" and "more than 10000 actions" in outcome["message"]
     for name in [n for n in sys.modules if n == staged.package or n.startswith(staged.package + ".")]:
         monkeypatch.delitem(sys.modules, name)
+
+
+@pytest.mark.parametrize("p", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("m", list(range(1, 13)))
+def test_bonus_solutions_equal_the_independent_reference_lists(p, m):
+    """solutions/ and autograder/instructor/reference_schedules.py were written apart: they agree."""
+    from autograder.instructor.reference_schedules import interleaved_1f1b_schedule, zero_bubble_h1_schedule
+
+    assert lists(ref.zero_bubble_actions, p, m) == zero_bubble_h1_schedule(p, m)
+    for v in (1, 2, 3):
+        if v > 1 and m % p:
+            with pytest.raises(ValueError, match="multiple of"):
+                ref.interleaved_actions(0, p, m, v)
+            continue
+        assert {r: ref.interleaved_actions(r, p, m, v) for r in range(p)} == interleaved_1f1b_schedule(p, m, v)

@@ -87,3 +87,67 @@ def check_in_flight(schedule, which: str, p: int, m: int) -> str | None:
                     f"started, backward not finished); {practical.ACTION_LISTS[which].label} holds {what} {want} "
                     f"there. Peaks per stage: {dict(sorted(peaks.items()))}\n" + format_grid(schedule))
     return None
+
+
+# -- Part 7 (bonus) ----------------------------------------------------------------------------------
+
+def bonus_costs(which: str, v: int = 1) -> Costs:
+    """Interleaved: each chunk costs 1/v of a stage (F = 1, B = 2 per stage). Zero bubble: F = I = W = 1."""
+    if which == "interleaved":
+        return Costs(forward=1 / v, backward=2 / v)
+    return Costs(forward=1, backward=2, input_grad=1, weight_grad=1)
+
+
+def check_bonus_valid(schedule, which: str, p: int, m: int, v: int = 1) -> str | None:
+    from ...schedules import validate_interleaved
+
+    try:
+        if which == "interleaved":
+            validate_interleaved(schedule, p, m, v)
+        else:
+            validate(schedule, p, m)
+    except ScheduleError as exc:
+        return f"{call_name(which, p, m, v if which == 'interleaved' else None)} gives lists that cannot run: {exc}"
+    return None
+
+
+def check_bonus_time(schedule, which: str, p: int, m: int, v: int = 1) -> str | None:
+    """The simulated step takes no longer than the family's (Megatron's interleaving, ZB-H1)."""
+    from ...schedules.theory import expected_bubble
+
+    problem = check_bonus_valid(schedule, which, p, m, v)
+    if problem:
+        return problem
+    family = "interleaved-1f1b" if which == "interleaved" else "zb-h1"
+    whole = Costs(forward=1, backward=2) if which == "interleaved" else bonus_costs(which)
+    target = expected_bubble(family, p, m, v, whole).makespan
+    result = simulate(schedule, bonus_costs(which, v))
+    if result.makespan <= target + 1e-9:
+        return None
+    call = call_name(which, p, m, v if which == "interleaved" else None)
+    return (f"{call}: simulated ({_costs_text(which, v)}) your lists take {result.makespan:.4g} time units; "
+            f"{practical.ACTION_LISTS[which].label} takes {target:.4g}. Timeline ('.' = waiting):\n"
+            + ascii_gantt(result, width=100))
+
+
+def check_bonus_memory(schedule, which: str, p: int, m: int, v: int = 1) -> str | None:
+    from ...schedules.theory import expected_peak_in_flight, peak_in_flight_by_rank
+
+    problem = check_bonus_valid(schedule, which, p, m, v)
+    if problem:
+        return problem
+    result = simulate(schedule, bonus_costs(which, v))
+    if which == "interleaved":
+        got, limit, unit = peak_in_flight_by_rank(result), expected_peak_in_flight("interleaved-1f1b", p, m, v), "rank"
+    else:
+        got, limit, unit = result.peak_in_flight, {s: min(p, m) for s in range(p)}, "stage"
+    for key in sorted(limit):
+        if got.get(key, 0) > limit[key]:
+            call = call_name(which, p, m, v if which == "interleaved" else None)
+            return (f"{call}: {unit} {key} holds {got[key]} micro-batches' activations at once; "
+                    f"{practical.ACTION_LISTS[which].label} holds at most {limit[key]} there. Peaks: {got}")
+    return None
+
+
+def _costs_text(which: str, v: int) -> str:
+    return f"each chunk F = 1/{v}, B = 2/{v} of a stage" if which == "interleaved" else "F = I = W = 1"
