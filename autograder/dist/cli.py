@@ -91,7 +91,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m autograder.dist",
         description="Run a per-stage pipeline schedule with one process per stage (torch.distributed). "
                     "Starts its own processes, or runs as one rank under torchrun.")
-    parser.add_argument("--schedule", default="1f1b", choices=SCHEDULE_NAMES, help="which lists to run (default 1f1b)")
+    parser.add_argument("--schedule", default="1f1b", help=f"which lists to run: {', '.join(SCHEDULE_NAMES)} (default 1f1b)")
     parser.add_argument("-v", "--stages-per-rank", type=int, default=1, help="model chunks per rank (interleaved)")
     parser.add_argument("--impl", default=None,
                         help="take the gpipe/1f1b lists from this package's per_stage.py: assignment, solutions or "

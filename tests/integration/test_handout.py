@@ -14,7 +14,8 @@ import pytest
 from autograder.instructor import student_release
 from autograder.student import run
 from tests.support import ROOT
-from tests.test_notebook import ORIGINAL_QUESTIONS, plain
+from autograder.practical import GROUPS
+from tests.support.course_text import ORIGINAL_QUESTIONS, plain
 
 HANDOUT = (ROOT / "HANDOUT.md").read_text(encoding="utf-8")
 ORIGINAL_PART5_SNIPPET = """if i > 0:
@@ -109,6 +110,9 @@ def test_every_pytest_command_selects_tests():
     assert len(shown) >= 5
     for words in shown:
         assert words[1] == "autograder/", words
+        if "--part" in words:
+            part = int(words[words.index("--part") + 1])
+            assert part in {g.part for g in GROUPS if g.part}, f"HANDOUT.md: `{' '.join(words)}`: no such part"
         if "-k" in words:
             keyword = words[words.index("-k") + 1]
             # One word: pytest -k then selects the tests whose module or test name contains it (any case).

@@ -272,7 +272,7 @@ def test_command_line_launches_and_reports():
 def test_command_line_errors_are_one_line():
     proc = _python("-m", "autograder.runtime", "--schedule", "zigzag")
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
-        "error: unknown schedule 'zigzag': choose one of naive, gpipe, 1f1b"]
+        "error: unknown schedule 'zigzag': choose one of naive, gpipe, 1f1b, interleaved, zero_bubble"]
     proc = _python("-m", "autograder.runtime", "--impl", "assignment", "--schedule", "gpipe")
     assert proc.returncode == 1 and "NotImplementedError: part6.gpipe_actions" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -23,6 +23,7 @@ from __future__ import annotations
 from ... import practical
 from ...schedules import Costs, SimResult, naive_schedule, replay, simulate
 from ...schedules.timeline import ascii_gantt
+from ...tracing.memory import peak_held_bytes, saved_bytes
 from ..trial import Trial
 from .common import trial_failure
 from .order import Incomplete, canonical
@@ -83,25 +84,8 @@ def check_speed(trial: Trial) -> str | None:
 
 
 def peak_bytes(trial: Trial, result: SimResult) -> dict[int, int]:
-    """Most bytes of saved activations held at once on each stage, on the replayed timeline (a
-    micro-batch's saved activations are held from the start of its forward to the end of its backward)."""
-    saved = {}
-    for e in trial.events:
-        if e.kind == "F" and e.graph:
-            saved.setdefault((e.stage, e.mb), e.saved_bytes)
-    spans: dict[int, list[tuple[float, float, int]]] = {}
-    starts: dict[tuple[int, int], float] = {}
-    for rows in result.intervals.values():
-        for action, start, end in rows:
-            key = (action.stage, action.mb)
-            if action.kind == "F":
-                starts[key] = start
-            elif key in starts:
-                spans.setdefault(action.stage, []).append((starts[key], end, saved.get(key, 0)))
-    peaks = {}
-    for stage, held in spans.items():
-        peaks[stage] = max(sum(b for s, e, b in held if s <= t < e) for t, _, _ in held)
-    return dict(sorted(peaks.items()))
+    """Most bytes of saved activations held at once on each stage, on the replayed timeline."""
+    return peak_held_bytes(result, saved_bytes(trial.events))
 
 
 def check_memory(trial: Trial) -> str | None:
