@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from autograder.judge.options import pytest_addoption  # noqa: F401 - hooks pytest finds by name
-from autograder.judge.plugin import calls, pytest_configure, sandbox, staged, trials  # noqa: F401
+from autograder.judge.plugin import calls, leaderboard, pytest_configure, sandbox, staged, trials  # noqa: F401
 
 HERE = Path(__file__).resolve().parent
 TEST_FOLDERS = ("graded", "hidden")

@@ -20,6 +20,7 @@ import pytest
 from autograder import practical
 from autograder.judge.calls import expect
 from autograder.judge.checks.lists import check_in_flight, check_makespan, check_valid, parsed_lists, valid_settings
+from autograder.schedules import Costs, simulate
 
 GROUP = "per_stage"
 WHICH = ("gpipe", "1f1b")
@@ -58,7 +59,10 @@ def test_simulated_step_time(lists, which):
 
 
 @graded(2.5)
-def test_activation_memory(lists, which):
+def test_activation_memory(lists, leaderboard, which):
     """activation memory: the micro-batches in flight on each stage are what the schedule keeps"""
     for p, m in valid_settings(lists, which, LIST_SETTINGS):
         expect(check_in_flight(lists(which, p, m), which, p, m))
+    if which == "1f1b" and (4, 8) in valid_settings(lists, which, LIST_SETTINGS):
+        peak = max(simulate(lists(which, 4, 8), Costs(forward=1, backward=2)).peak_in_flight.values())
+        leaderboard.record("1F1B lists: peak micro-batches in flight, p=4 m=8", peak, "asc")

@@ -23,6 +23,7 @@ from autograder.judge.checks.lists import (
     check_bonus_valid,
     parsed_lists,
 )
+from autograder.judge.checks.part1 import raised_value_error
 
 GROUP = "bonus"
 INTERLEAVED = [(2, 4, 2), (4, 8, 2), (3, 6, 3), (4, 4, 2), (2, 2, 3), (3, 5, 1)]
@@ -59,7 +60,7 @@ def test_bonus_lists_are_valid(bonus_lists, calls, which):
         data = calls.get("action_lists", spec.function, f"{spec.function} (m not a multiple of p)", which=which,
                          cases=[list(NOT_A_MULTIPLE)])
         outcome = data["cases"][0]
-        if outcome.get("raised") not in ("ValueError", "ScheduleError"):
+        if not raised_value_error(outcome):
             expect(f"{spec.function}(rank, 4, 6, 2): 6 micro-batches on 4 ranks cannot be interleaved; raise "
                    f"ValueError with a one-line message (it " + ("returned lists)" if "value" in outcome else
                                                                 f"raised {outcome.get('message')})"))

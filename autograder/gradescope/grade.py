@@ -93,14 +93,16 @@ def run_judge(cmd: list[str], limit: float, log: Path) -> tuple[int | None, str]
         return None, reason
 
 
-def read_outcomes(path: Path) -> tuple[list[R.Outcome], bool]:
-    """The collected tests with the outcome of every test that ended, and whether the judge finished."""
+def read_outcomes(path: Path) -> tuple[list[R.Outcome], bool, list[dict]]:
+    """The collected tests with the outcome of every test that ended, whether the judge finished, and
+    the leaderboard entries it recorded."""
     collected: dict[str, R.Outcome] = {}
+    board: dict[str, dict] = {}
     finished = False
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
-        return [], False
+        return [], False, []
     for line in lines:
         try:
             record = json.loads(line)
@@ -110,9 +112,14 @@ def read_outcomes(path: Path) -> tuple[list[R.Outcome], bool]:
             collected = {d["nodeid"]: R.Outcome.from_dict(d) for d in record["collected"]}
         elif "outcome" in record and record["outcome"].get("nodeid") in collected:
             collected[record["outcome"]["nodeid"]] = R.Outcome.from_dict(record["outcome"])
+        elif isinstance(record.get("leaderboard"), dict):
+            entry = record["leaderboard"]
+            if isinstance(entry.get("name"), str) and isinstance(entry.get("value"), (int, float)):
+                board[entry["name"]] = {"name": clean_line(entry["name"], 100), "value": float(entry["value"]),
+                                        "order": "asc" if entry.get("order") == "asc" else "desc"}
         elif record.get("finished"):
             finished = True
-    return list(collected.values()), finished
+    return list(collected.values()), finished, list(board.values())
 
 
 def student_output(outcomes: list[R.Outcome], staged: Staged | None, note: str) -> str:
@@ -147,9 +154,9 @@ def grade_submission(submission: Path, results_path: Path | None, settings: Sett
         outcomes_file, judge_log = private / "outcomes.jsonl", private / "judge.log"
         code, stopped = run_judge(judge_command(staged, outcomes_file, settings), settings.budget + STOP_MARGIN_S,
                                   judge_log)
-        outcomes, finished = read_outcomes(outcomes_file)
+        outcomes, finished, board = read_outcomes(outcomes_file)
         log = judge_log.read_text(encoding="utf-8", errors="replace")[-200_000:]
-        graded = _assemble(outcomes, finished, code, stopped, staged, flags, start, log)
+        graded = _assemble(outcomes, finished, code, stopped, staged, flags, start, log, board)
         if log_path is not None:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             log_path.write_text(clean(log, 200_000), encoding="utf-8")
@@ -157,7 +164,7 @@ def grade_submission(submission: Path, results_path: Path | None, settings: Sett
 
 
 def _assemble(outcomes: list[R.Outcome], finished: bool, code: int | None, stopped: str, staged: Staged,
-              flags: list, start: float, log: str) -> Graded:
+              flags: list, start: float, log: str, board: list[dict]) -> Graded:
     seconds = time.monotonic() - start
     if not outcomes:
         last = next((line for line in reversed(log.splitlines()) if line.strip()), "no output")
@@ -171,7 +178,8 @@ def _assemble(outcomes: list[R.Outcome], finished: bool, code: int | None, stopp
     note = f"Grading stopped early: {reason}." if reason else ""
     extra = {"integrity": [str(f) for f in flags][:200], "integrity_summary": integrity.summary(flags),
              "missing": staged.missing, "rejected": staged.rejected, "stopped": reason}
-    doc = R.results_document(outcomes, seconds, student_output(outcomes, staged, note), extra=extra)
+    doc = R.results_document(outcomes, seconds, student_output(outcomes, staged, note), extra=extra,
+                             leaderboard=board)
     return Graded(doc, staged, flags, "partial" if reason else "graded", reason, log)
 
 

@@ -118,10 +118,21 @@ def results_document(outcomes: list[Outcome], seconds: float, output: str = "", 
     doc = {"score": round(score, 4), "execution_time": round(seconds, 3), "output": clean(output),
            "visibility": "visible", "stdout_visibility": "hidden", "tests": tests}
     if extra:
-        doc["extra_data"] = extra
+        doc["extra_data"] = _cleaned(extra)
     if leaderboard:
         doc["leaderboard"] = leaderboard
     return doc
+
+
+def _cleaned(value):
+    """Every string of a JSON-like value cleaned (``judge.text.clean``)."""
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, dict):
+        return {clean(str(k), 200): _cleaned(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_cleaned(v) for v in value]
+    return value
 
 
 def _title(key: str) -> str:
@@ -140,5 +151,8 @@ def write_json(path: Path, doc: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -3,6 +3,7 @@ and where in the student's package it happened (e.g. ``at submission/schedules.p
 
 from __future__ import annotations
 
+import errno
 import traceback
 
 KNOWN_ERRORS = {  # fragment of a torch error -> what it usually means in this practical
@@ -41,5 +42,11 @@ def describe_exception(exc: BaseException, package: str | None = None) -> str:
         chain = frames[0] if len(frames) == 1 else f"{frames[0]} -> {frames[-1]}"
         where = f" (at {package}/{chain})"
     message = first_line(exc)
-    hint = next((f" [{h}]" for k, h in KNOWN_ERRORS.items() if k in message), "")
+    if isinstance(exc, MemoryError):
+        message = message or "ran out of memory"
+        hint = " [the call's memory limit: is a list growing without end, or a tensor far larger than the batch?]"
+    elif isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+        hint = " [your code printed or wrote more output than the grader keeps: remove the prints from your loop]"
+    else:
+        hint = next((f" [{h}]" for k, h in KNOWN_ERRORS.items() if k in message), "")
     return f"{type(exc).__name__}: {message}{hint}{where}"[:MAX_LINE]

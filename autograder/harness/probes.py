@@ -70,11 +70,12 @@ class CallContext:
 
 
 def _outcome(ctx: CallContext, call: Callable[[], Any]) -> dict:
-    """``{"value": ...}`` or ``{"raised": type name, "message": one line}``."""
+    """``{"value": ...}`` or ``{"raised": type name, "value_error": is it a ValueError (or a
+    subclass), "message": one line}``."""
     try:
         return {"value": call()}
     except Exception as exc:  # noqa: BLE001 - student code: any exception is a result
-        return {"raised": type(exc).__name__, "message": ctx.describe(exc)}
+        return {"raised": type(exc).__name__, "value_error": isinstance(exc, ValueError), "message": ctx.describe(exc)}
 
 
 def _ignore(_value: Any) -> None:
@@ -91,14 +92,17 @@ def probe_partition(ctx: CallContext, widths: list[int], num_stages: int, device
     and their devices; with ``backward``, the model's own gradients after one backward through the
     stages; ``bad``: what each call with ``[num_stages, devices]`` raised."""
     partition = ctx.function("part1.partition")
-    torch.manual_seed(seed)
-    model = nn.Sequential(*[nn.Linear(a, b) for a, b in itertools.pairwise(widths)])
-    data: dict = {"error": None, "stages": None, "model_grads": None, "bad": []}
+    model = _linear_chain(widths, seed)
+    x = torch.randn(3, widths[0], generator=torch.Generator().manual_seed(seed), dtype=torch.float32)
+    with torch.no_grad():
+        expected = model(x)
+    data: dict = {"error": None, "stages": None, "model_grads": None, "runs": None, "bad": []}
     try:
         stages = list(partition(model, num_stages, [torch.device(d) for d in devices]))
         data["stages"] = [_describe_stage(stage) for stage in stages]
-        if backward and all(isinstance(s, nn.Module) for s in stages):
-            x = torch.randn(3, widths[0], generator=torch.Generator().manual_seed(seed))
+        if all(d == "cpu" for d in devices):
+            data["runs"] = _runs_in_order(ctx, stages, x, expected)
+        if backward and data["runs"] is None:
             for stage in stages:
                 x = stage(x)
             x.square().sum().backward()
@@ -106,11 +110,31 @@ def probe_partition(ctx: CallContext, widths: list[int], num_stages: int, device
     except Exception as exc:  # noqa: BLE001
         data["error"] = ctx.describe(exc)
     for stages_asked, devices_given in bad or []:
-        torch.manual_seed(seed)
-        fresh = nn.Sequential(*[nn.Linear(a, b) for a, b in itertools.pairwise(widths)])
+        fresh = _linear_chain(widths, seed)
         data["bad"].append(_outcome(ctx, lambda: _ignore(partition(fresh, stages_asked,
                                                                    [torch.device(d) for d in devices_given]))))
     return data
+
+
+def _linear_chain(widths: list[int], seed: int) -> nn.Sequential:
+    """The judge's model: float32 whatever default dtype the student's module set."""
+    torch.manual_seed(seed)
+    return nn.Sequential(*[nn.Linear(a, b, dtype=torch.float32) for a, b in itertools.pairwise(widths)])
+
+
+def _runs_in_order(ctx: CallContext, stages: list, x: torch.Tensor, expected: torch.Tensor) -> str | None:
+    """``None`` when calling the stages one after the other gives the model's output; else why not."""
+    with torch.no_grad():
+        for i, stage in enumerate(stages):
+            try:
+                x = stage(x)
+            except Exception as exc:  # noqa: BLE001 - student code
+                return (f"stage {i} (a {type(stage).__name__}) cannot be called on an activation ({ctx.describe(exc)}); "
+                        f"make each stage an nn.Sequential of its layers, so that stage(x) runs them in order")
+    if not isinstance(x, torch.Tensor) or x.shape != expected.shape or not torch.allclose(x.float(), expected):
+        return ("calling the stages one after the other does not give the model's output; each stage must be an "
+                "nn.Sequential running its layers in the model's order")
+    return None
 
 
 def _describe_stage(stage: Any) -> dict:

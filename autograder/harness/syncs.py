@@ -1,6 +1,6 @@
 """Host synchronisations in a schedule: reading a tensor's value on the host during the step.
 
-On a GPU, ``.item()``, ``float(t)``, ``bool(t)``, ``print(t)`` and the like wait until the device
+On a GPU, ``.item()``, ``float(t)``, ``bool(t)``, ``print(t)``, ``.cpu()`` and the like wait until the device
 has finished all queued work, so the host cannot queue the next stage's work meanwhile: inside a
 schedule's loop, they serialise the pipeline. :class:`SyncWatch` notes each such read, with where
 in the student's code it happened, in the executor's event stream; the judge decides which ones
@@ -16,7 +16,9 @@ import traceback
 from torch.overrides import TorchFunctionMode
 
 SYNC_METHODS = {"item", "tolist", "numpy", "__float__", "__int__", "__bool__", "__index__", "__complex__",
-                "__repr__", "__str__", "__format__", "equal", "allclose", "is_nonzero"}
+                "__repr__", "__str__", "__format__", "equal", "allclose", "is_nonzero", "cpu"}
+# ``.to("cpu")`` is not in the list: on a CPU-only grader the stages' own devices are "cpu" too,
+# so it cannot be told apart from moving an activation to the next stage.
 
 
 _state = threading.local()

@@ -65,8 +65,9 @@ def _tensor(t: torch.Tensor, blobs: list[bytes]) -> dict:
     t = t.detach()
     if t.layout != torch.strided:
         t = t.to_dense()
-    t = t.to("cpu").contiguous()
-    data = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+    t = t.to("cpu").resolve_conj().resolve_neg()
+    flat = torch.empty(t.numel(), dtype=t.dtype).copy_(t.reshape(-1))  # fresh strides, whatever t's were
+    data = flat.view(torch.uint8).numpy().tobytes() if t.numel() else b""
     blobs.append(data)
     return {"__tensor__": len(blobs) - 1, "dtype": NAMES[t.dtype], "shape": list(t.shape)}
 
@@ -121,16 +122,24 @@ class _Decoder:
         return torch.frombuffer(bytearray(data), dtype=kind).reshape(shape)
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"bare {name} in a message")
+
+
 def decode(data: bytes) -> Any:
     """Inverse of :func:`encode`; raises :class:`WireError` for anything else."""
     try:
         (n_head,) = _HEADER.unpack_from(data, 0)
+        if n_head > len(data):
+            raise ValueError("head length past the message")
         head_end = 8 + n_head
-        sizes = json.loads(data[8:head_end])
+        sizes = json.loads(data[8:head_end], parse_constant=_refuse_constant)
         (n_doc,) = _HEADER.unpack_from(data, head_end)
+        if n_doc > len(data):
+            raise ValueError("document length past the message")
         doc_end = head_end + 8 + n_doc
-        doc = json.loads(data[head_end + 8:doc_end])
-    except (struct.error, ValueError, UnicodeDecodeError) as exc:
+        doc = json.loads(data[head_end + 8:doc_end], parse_constant=_refuse_constant)
+    except (struct.error, ValueError, UnicodeDecodeError, RecursionError, OverflowError, MemoryError) as exc:
         raise WireError(f"unreadable message ({type(exc).__name__})") from None
     if not isinstance(sizes, list) or not all(isinstance(n, int) and n >= 0 for n in sizes):
         raise WireError("bad blob sizes")

@@ -69,6 +69,12 @@ def calls(sandbox):
 
 
 @pytest.fixture(scope="session")
+def leaderboard(request):
+    """``leaderboard.record(name, value, order)``: an entry of Gradescope's leaderboard."""
+    return request.config.pluginmanager.get_plugin("autograder-score")
+
+
+@pytest.fixture(scope="session")
 def trials(sandbox):
     """``trials(spec)``: the traced step for ``spec``, run once per session and shared by tests."""
     cache: dict[TrialSpec, object] = {}
@@ -81,6 +87,13 @@ def trials(sandbox):
     return get
 
 
+def display_name(function, group: str) -> str:
+    """A graded test's name in results.json: its group's title and its docstring's first paragraph
+    (``item.name``'s parameters are added after it, in brackets)."""
+    doc = " ".join((getattr(function, "__doc__", None) or "").strip().split("\n\n", 1)[0].split())
+    return f"{R._title(group)}: {doc or function.__name__}"
+
+
 class ScorePlugin:
     """Points, order, the score table, results.json and the outcome stream."""
 
@@ -89,6 +102,7 @@ class ScorePlugin:
         self.outcomes: dict[str, R.Outcome] = {}
         self.started = time.monotonic()
         self.isolation = ""
+        self.board: dict[str, dict] = {}
         path = config.getoption("--outcomes", None)
         self.stream = Path(path) if path else None
 
@@ -107,8 +121,7 @@ class ScorePlugin:
             if parts and part not in parts:
                 dropped.append(item)
                 continue
-            doc = (getattr(item.function, "__doc__", None) or "").strip().splitlines()
-            name = f"{R._title(group)}: {doc[0] if doc else item.name}"
+            name = display_name(item.function, group)
             if "[" in item.name:
                 name += " [" + item.name.split("[", 1)[1]
             self.outcomes[item.nodeid] = R.Outcome(item.nodeid, name, group, float(marker.args[0]), order=index,
@@ -146,6 +159,12 @@ class ScorePlugin:
                 outcome.ended = True
                 self._write_stream({"outcome": outcome.to_dict()})
 
+    def record(self, name: str, value: float, order: str = "desc") -> None:
+        """A leaderboard entry, computed by the judge from data it checked."""
+        entry = {"name": clean(name, 100), "value": round(float(value), 4), "order": order}
+        self.board[entry["name"]] = entry
+        self._write_stream({"leaderboard": entry})
+
     def _write_stream(self, record: dict, mode: str = "a") -> None:
         if self.stream is None:
             return
@@ -173,7 +192,8 @@ class ScorePlugin:
         if path:
             outcomes = list(self.outcomes.values())
             R.write_json(Path(path), R.results_document(outcomes, time.monotonic() - self.started,
-                                                        "\n".join(R.score_table(outcomes))))
+                                                        "\n".join(R.score_table(outcomes)),
+                                                        leaderboard=list(self.board.values())))
         self._write_stream({"finished": True})
 
 

@@ -207,21 +207,25 @@ class Sandbox:
             raise SandboxError(f"the grading worker did not start; its output ends with: {tail or '(nothing)'}")
         self.landlock = int(ready.get("landlock", 0))
 
-    def _read_ctl(self, deadline: float) -> dict | None:
-        """The worker's next message; ``None`` at the deadline or when the worker is gone."""
-        while b"\n" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0 or self._ctl is None:
-                return None
-            ready, _, _ = select.select([self._ctl], [], [], left)
-            if not ready:
-                continue
-            chunk = self._ctl.recv(65536)
-            if not chunk:
-                return None
-            self._buffer += chunk
-        line, self._buffer = self._buffer.split(b"\n", 1)
-        return json.loads(line)
+    def _read_ctl(self, deadline: float, call: int | None = None) -> dict | None:
+        """The worker's next message (for ``call``, when given: a stale one about an earlier call is
+        skipped); ``None`` at the deadline or when the worker is gone."""
+        while True:
+            while b"\n" not in self._buffer:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._ctl is None:
+                    return None
+                ready, _, _ = select.select([self._ctl], [], [], left)
+                if not ready:
+                    continue
+                chunk = self._ctl.recv(65536)
+                if not chunk:
+                    return None
+                self._buffer += chunk
+            line, self._buffer = self._buffer.split(b"\n", 1)
+            message = json.loads(line)
+            if call is None or (isinstance(message, dict) and message.get("call") == call):
+                return message
 
     def _stop_worker(self) -> None:
         worker, self._worker = self._worker, None
@@ -264,7 +268,7 @@ class Sandbox:
         if outcome.how == "timeout" and timeout < self.limits.call_timeout:
             raise OutOfBudget(f"stopped after {timeout:.3g} s: the grading's time budget ({self.budget.total:g} s) "
                               f"had no more time left for this call; make your code faster to get it graded")
-        return self._verdict(outcome, key, timeout)
+        return self._verdict(outcome, key, timeout, step=host is not None)
 
     def _run(self, probe: str, kwargs: dict, timeout: float, host: StageHost | None) -> CallOutcome:
         self._count += 1
@@ -280,22 +284,21 @@ class Sandbox:
             socket.send_fds(self._ctl, [json.dumps(request).encode()], [child_end.fileno()])
         finally:
             child_end.close()
-        started_msg = self._read_ctl(time.monotonic() + 30)
+        call = self._count
+        started_msg = self._read_ctl(time.monotonic() + 30, call)
         pid = started_msg.get("pid") if isinstance(started_msg, dict) else None
         envelope, how, value = None, "exit", 0
         try:
             if pid is not None:
-                envelope, finished = _converse(judge_end, {"probe": probe, "kwargs": kwargs}, deadline, host)
-                ended = self._read_ctl(time.monotonic() + 5) if finished else None
+                try:
+                    envelope, finished = _converse(judge_end, {"probe": probe, "kwargs": kwargs}, deadline, host)
+                except BaseException:  # a malformed message: stop the call and take its end message
+                    self._end_call(pid, call)
+                    raise
+                ended = self._read_ctl(time.monotonic() + 5, call) if finished else None
                 if ended is None:  # past its time, or stuck after answering: stop it
                     how = "exit" if finished else "timeout"
-                    _signal_group(pid, DUMP_SIGNAL)
-                    time.sleep(0.3)
-                    _signal_group(pid, signal.SIGKILL)
-                    self._clean_uid()
-                    ended = self._read_ctl(time.monotonic() + 10)
-                    if ended is None:
-                        self._stop_worker()  # it did not report the end of the call: a fresh one next time
+                    ended = self._end_call(pid, call)
                 if isinstance(ended, dict) and ended.get("how") and how != "timeout":
                     how, value = ended["how"], int(ended.get("value", 0))
         finally:
@@ -304,6 +307,17 @@ class Sandbox:
             log = _tail(folder / LOG)
             isolation.remove_tree(folder)
         return CallOutcome(how, value, envelope, log, time.monotonic() - started)
+
+    def _end_call(self, pid: int, call: int) -> dict | None:
+        """Stop a call's processes (a stack dump first) and return the worker's message about its end."""
+        _signal_group(pid, DUMP_SIGNAL)
+        time.sleep(0.3)
+        _signal_group(pid, signal.SIGKILL)
+        self._clean_uid()
+        ended = self._read_ctl(time.monotonic() + 10, call)
+        if ended is None:
+            self._stop_worker()  # it did not report the end of the call: a fresh one next time
+        return ended
 
     def _limit_values(self) -> dict:
         memory = None
@@ -314,13 +328,13 @@ class Sandbox:
             processes += len(isolation.processes_of(os.geteuid()))
         return {"memory_bytes": memory, "file_bytes": int(self.limits.file_mib * MIB), "max_processes": processes}
 
-    def _verdict(self, outcome: CallOutcome, key: str, timeout: float) -> dict:
+    def _verdict(self, outcome: CallOutcome, key: str, timeout: float, step: bool = False) -> dict:
         envelope = outcome.envelope
         if outcome.how == "timeout":
             self._timeouts[key] = self._timeouts.get(key, 0) + 1
             where = _where(outcome.log)
-            raise TimedOut(f"timed out after {timeout:.3g} s{where}: does every loop end, and does every "
-                           f"micro-batch's backward run exactly once?")
+            also = ", and does every micro-batch's backward run exactly once" if step else ""
+            raise TimedOut(f"timed out after {timeout:.3g} s{where}: does every loop end{also}?")
         if isinstance(envelope, dict) and envelope.get("op") == "result":
             if envelope.get("ok") is True and isinstance(envelope.get("data"), dict):
                 return envelope["data"]

@@ -15,6 +15,7 @@ import os
 import shutil
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -140,10 +141,17 @@ def _from_zip(archive: Path, staged: Staged) -> dict[str, bytes]:
                 if info.file_size > MAX_FILE_BYTES:
                     staged.rejected[name] = f"{name} is larger than {MAX_FILE_BYTES // 1024} KiB"
                     continue
-                with zf.open(info) as src:
-                    found[name] = src.read(MAX_FILE_BYTES + 1)
+                try:
+                    with zf.open(info) as src:
+                        found[name] = src.read(MAX_FILE_BYTES + 1)
+                except (RuntimeError, NotImplementedError) as exc:  # encrypted, or an unknown compression
+                    staged.rejected[name] = f"{name} cannot be read from the zip ({type(exc).__name__}): " \
+                                            f"zip it again without a password, with the default compression"
+                except (zipfile.BadZipFile, EOFError, zlib.error):
+                    raise StagingError(f"{archive.name} is damaged ({name} does not match its checksum): "
+                                       f"upload it again") from None
             return found
-    except zipfile.BadZipFile:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError):
         raise StagingError(f"{archive.name} is not a valid zip file") from None
 
 

@@ -15,7 +15,7 @@ CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u20
 MAX_TEXT = 8000
 
 
-def clean(text: object, limit: int = MAX_TEXT) -> str:
+def clean(text: object, limit: int = MAX_TEXT, marker: str = "\n... (truncated)") -> str:
     """``text`` as safe, valid UTF-8 of at most ``limit`` characters (see the module docstring)."""
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
@@ -23,13 +23,14 @@ def clean(text: object, limit: int = MAX_TEXT) -> str:
     text = ANSI.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
     text = CONTROL.sub("\ufffd", text)
     if len(text) > limit:
-        text = text[: max(0, limit - 16)] + "\n... (truncated)"
+        text = (text[: max(0, limit - len(marker))] + marker)[:limit]
     return text
 
 
 def clean_line(text: object, limit: int = 600) -> str:
     """:func:`clean`, on one line."""
-    return clean(str(text).replace("\n", " "), limit)
+    flat = str(text).replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
+    return clean(flat, limit, marker=" ... (truncated)")
 
 
 def csv_cell(text: object, limit: int = 500) -> str:

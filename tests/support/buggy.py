@@ -38,7 +38,13 @@ _EVEN_BY_COUNT = """\
         bounds.append((start, end))
         start = end
 """
-_ONE_F_ONE_B_WARMUP = "    warmup = min(num_stages - stage - 1, num_microbatches)\n"
+_ONE_F_ONE_B_TAIL = '    actions = [Action(stage, "F", k) for k in range(warmup)]\n    oldest = 0'
+_ONE_F_ONE_B_WARMUP = "    warmup = min(num_stages - stage - 1, num_microbatches)\n" + _ONE_F_ONE_B_TAIL
+
+
+def _warmup(expression: str) -> dict[str, list[tuple[str, str]]]:
+    """Replace 1F1B's warm-up count (in one_f_one_b_actions only) with ``expression``."""
+    return {PER_STAGE: [(_ONE_F_ONE_B_WARMUP, f"    warmup = {expression}\n" + _ONE_F_ONE_B_TAIL)]}
 
 
 def _naive_loop(body: str) -> list[tuple[str, str]]:
@@ -67,7 +73,8 @@ BUGS: dict[str, Submission] = {
     # Checks num_stages < 1 but forgets the upper bound (more stages than layers).
     "partition-bad-stages": Submission(replace={PARTITION: [
         ("    if num_stages > len(layers):\n"
-         "        raise ValueError(f\"cannot split {len(layers)} layers into {num_stages} non-empty stages\")\n", "")]}),
+         "        raise ValueError(f\"cannot split {len(layers)} layers into {num_stages} non-empty stages\")\n",
+         "")]}),
     # Never checks len(devices): zip() silently drops stages or devices.
     "partition-bad-devices": Submission(replace={PARTITION: [
         ("    if len(devices) != num_stages:\n"
@@ -165,11 +172,9 @@ BUGS: dict[str, Submission] = {
         "    return total\n")]}),
     # Part 6: per-stage lists -----------------------------------------------------------------------
     # 1F1B warm-up counted from the wrong end (stage s warms up s forwards): stage 0 waits for B0 forever.
-    "lists-valid": Submission(replace={PER_STAGE: [
-        (_ONE_F_ONE_B_WARMUP, "    warmup = min(stage, num_microbatches)\n")]}),
+    "lists-valid": Submission(replace=_warmup("min(stage, num_microbatches)")),
     # 1F1B without the warm-up phase: F0 B0 F1 B1 ... on every stage (the naive order, valid but slow).
-    "lists-step-time": Submission(replace={PER_STAGE: [(_ONE_F_ONE_B_WARMUP, "    warmup = 0\n")]}),
+    "lists-step-time": Submission(replace=_warmup("0")),
     # 1F1B warm-up of p - s forwards (forgets the -1): one micro-batch more in flight than needed.
-    "lists-memory": Submission(replace={PER_STAGE: [
-        (_ONE_F_ONE_B_WARMUP, "    warmup = min(num_stages - stage, num_microbatches)\n")]}),
+    "lists-memory": Submission(replace=_warmup("min(num_stages - stage, num_microbatches)")),
 }

@@ -358,6 +358,110 @@ DELAYED_AUTOGRAD_BACKWARD = SETTINGS + """\
     return total.item()
 """
 
+# -- Part 1 again: recursion with a cache, torch.split with sizes, tuples ------------------------------
+
+# Recursive minimax with functools.lru_cache; the stages are slices of the model (model[a:b]).
+PARTITION_RECURSIVE = """\
+    n = len(model)
+    if not 1 <= num_stages <= n:
+        raise ValueError(f"need 1 <= num_stages <= {n} (the number of layers), got {num_stages}")
+    if len(devices) != num_stages:
+        raise ValueError(f"got {len(devices)} devices for {num_stages} stages")
+    sizes = [sum(p.numel() for p in model[i].parameters()) for i in range(n)]
+
+    @functools.lru_cache(maxsize=None)
+    def best(start, stages):
+        \"\"\"(largest stage, end of the first stage) for layers start.. in ``stages`` stages.\"\"\"
+        if stages == 1:
+            return sum(sizes[start:]), n
+        options = []
+        for end in range(start + 1, n - stages + 2):
+            rest, _ = best(end, stages - 1)
+            options.append((max(sum(sizes[start:end]), rest), end))
+        return min(options)
+
+    result, start = [], 0
+    for s in range(num_stages, 0, -1):
+        _, end = best(start, s)
+        result.append(model[start:end].to(devices[len(result)]))
+        start = end
+    return result
+"""
+
+SPLIT_TORCH_SPLIT = """\
+    n = inputs.size(0)
+    if not isinstance(num_microbatches, int) or num_microbatches < 1:
+        raise ValueError(f"num_microbatches must be a positive int, got {num_microbatches!r}")
+    if targets.size(0) != n:
+        raise ValueError("inputs and targets must have the same number of rows")
+    if num_microbatches > n:
+        raise ValueError(f"{num_microbatches} micro-batches but only {n} rows")
+    sizes = [n // num_microbatches + (k < n % num_microbatches) for k in range(num_microbatches)]
+    return list(zip(inputs.split(sizes), targets.split(sizes)))
+"""
+
+LOSS_LEN = """\
+    return loss_fn(outputs, targets) * (len(outputs) / batch_size)
+"""
+
+GPIPE_TUPLES = """\
+    return [(stage, "F", k) for k in range(num_microbatches)] + [(stage, "B", k) for k in range(num_microbatches)]
+"""
+
+ONE_F_ONE_B_TUPLES = """\
+    warmup = min(num_stages - 1 - stage, num_microbatches)
+    order = [(stage, "F", k) for k in range(warmup)]
+    forwards, backwards = iter(range(warmup, num_microbatches)), iter(range(num_microbatches))
+    for k in forwards:
+        order += [(stage, "F", k), (stage, "B", next(backwards))]
+    return order + [(stage, "B", k) for k in backwards]
+"""
+
+# -- Options A, B, C: stage-major loops, one backward call for many losses -----------------------------
+
+NAIVE_WHILE = """\
+    pieces = split_microbatches(inputs, targets, num_microbatches)
+    total, k = None, 0
+    while k < len(pieces):
+        x, y = pieces[k]
+        for stage in stages:
+            x = stage(x.to(stage_device(stage)))
+        loss = microbatch_loss(loss_fn, x, y.to(x.device), len(inputs))
+        torch.autograd.backward(loss)
+        total = loss.detach() if total is None else total + loss.detach()
+        k += 1
+    return total.item()
+"""
+
+# The forward phase loops stage by stage (every micro-batch through stage 0, then stage 1, ...).
+GPIPE_STAGE_MAJOR = """\
+    pieces = split_microbatches(inputs, targets, num_microbatches)
+    acts = [x for x, _ in pieces]
+    for stage in stages:
+        device = stage_device(stage)
+        acts = [stage(a.to(device)) for a in acts]
+    last = stage_device(stages[-1])
+    losses = [microbatch_loss(loss_fn, a, y.to(last), inputs.shape[0]) for a, (_, y) in zip(acts, pieces)]
+    torch.autograd.backward(losses)
+    return torch.stack([l.detach() for l in losses]).sum().item()
+"""
+
+# Each loss is computed right after its forward; only its backward waits one iteration.
+DELAYED_LOSS_FIRST = """\
+    last = stage_device(stages[-1])
+    pending = None
+    total = torch.zeros((), device=last)
+    for x, y in split_microbatches(inputs, targets, num_microbatches):
+        loss = microbatch_loss(loss_fn, forward_through(stages, x), y.to(last), inputs.shape[0])
+        if pending is not None:
+            pending.backward()
+        pending = loss
+        total = total + loss.detach()
+    pending.backward()
+    del pending
+    return total.item()
+"""
+
 NAIVE, GPIPE, DELAYED = "part1.naive_step", "part2.gpipe_step", "part3.delayed_backward_step"
 SCHED_IMPORTS = "from torch import nn\n"
 
@@ -384,6 +488,26 @@ CORRECT: dict[str, Submission] = {
     "settings-inputs-retain": Submission(replace={SCHEDULES: [
         body(SCHEDULES, NAIVE, NAIVE_BACKWARD_INPUTS), body(SCHEDULES, GPIPE, GPIPE_RETAIN_GRAPH),
         body(SCHEDULES, DELAYED, DELAYED_AUTOGRAD_BACKWARD)]}),
+    "recursive-split-stage-major": Submission(replace={
+        PARTITION: [imports("from __future__ import annotations\n", "\nimport functools\n"),
+                    body(PARTITION, "part1.partition", PARTITION_RECURSIVE)],
+        MICROBATCH: [body(MICROBATCH, "part1.split_microbatches", SPLIT_TORCH_SPLIT),
+                     body(MICROBATCH, "part1.microbatch_loss", LOSS_LEN)],
+        SCHEDULES: [body(SCHEDULES, NAIVE, NAIVE_WHILE), body(SCHEDULES, GPIPE, GPIPE_STAGE_MAJOR),
+                    body(SCHEDULES, DELAYED, DELAYED_LOSS_FIRST)],
+        PER_STAGE: [body(PER_STAGE, "part6.gpipe_actions", GPIPE_TUPLES),
+                    body(PER_STAGE, "part6.one_f_one_b_actions", ONE_F_ONE_B_TUPLES)],
+    }),
+    "own-errors-float64": Submission(replace={
+        PARTITION: [("from torch import nn\n", "from torch import nn\n\ntorch.set_default_dtype(torch.float64)  # at import\n"),
+                    ("\n\ndef partition(", "\n\nclass PartitionError(ValueError):\n    \"\"\"No such partition.\"\"\"\n"
+                                          "\n\ndef partition("),
+                    *[(f"raise ValueError(f\"{m}", f"raise PartitionError(f\"{m}")
+                      for m in ("num_stages must be", "cannot split", "need one device")]],
+        MICROBATCH: [("\n\ndef split_microbatches(", "\n\nclass SplitError(ValueError):\n    \"\"\"No such split.\"\"\"\n"
+                                                  "\n\ndef split_microbatches("),
+                     *[(f"raise ValueError(f\"{m}", f"raise SplitError(f\"{m}")
+                       for m in ("num_microbatches must be", "inputs have", "cannot split a batch")]]}),
 }
 
 # Which style each submission's tasks are written in (the report of a failing grading names them).
@@ -414,5 +538,18 @@ STYLES: dict[str, dict[str, str]] = {
         "naive_step": "loss.backward(inputs=params)",
         "gpipe_step": "loss.backward(retain_graph=True); float(tensor) at the end",
         "delayed_backward_step": "torch.autograd.backward([loss], grad_tensors=[ones])",
+    },
+    "recursive-split-stage-major": {
+        "partition": "recursive minimax with functools.lru_cache, stages as model[a:b]",
+        "split_microbatches": "Tensor.split with a list of sizes",
+        "microbatch_loss": "loss * (len(outputs) / batch_size)",
+        "naive_step": "a while loop, torch.autograd.backward(loss), targets moved to the output's device",
+        "gpipe_step": "stage-major forward loop, one torch.autograd.backward(losses) for all",
+        "delayed_backward_step": "each loss computed right after its forward, its backward one iteration later",
+        "per_stage": "actions as (stage, kind, mb) tuples",
+    },
+    "own-errors-float64": {
+        "partition": "torch.set_default_dtype(torch.float64) when the module is imported; a ValueError subclass",
+        "split_microbatches": "a ValueError subclass for bad arguments",
     },
 }

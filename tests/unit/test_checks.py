@@ -9,12 +9,13 @@ or changed); order (naive, GPipe, delayed backward: the right orders pass, inclu
 backwards in any micro-batch order and reentrant checkpointing's recomputation; wrong ones fail
 with a grid whose ``<-- ERROR HERE`` row is always shown, even far down a long grid); speed (a host
 sync before the last backward fails, one after passes; thresholds come from
-``practical.STEP_SCHEDULES``); and Part 1's and Part 6's checks on a few cases.
+``practical.STEP_SCHEDULES``); Part 1's and Part 6's checks on a few cases; and the trial data the
+judge accepts from a schedule call (well-formed, or refused as :class:`BadData`).
 """
 from __future__ import annotations
 
-import torch
 import pytest
+import torch
 
 from autograder import practical
 from autograder.judge.checks import gradients, lists, order, part1, speed
@@ -262,10 +263,10 @@ def test_returned_loss_is_checked():
     ref = reference(UNEVEN)
     ok = grad_trial(UNEVEN, grads_with(ref, right_weights(UNEVEN)), returned=ref.loss)
     assert gradients.check_loss(ok, ref) is None
-    too_big = grad_trial(UNEVEN, {}, returned=ref.loss * 4)
-    assert "m times too large" in gradients.check_loss(too_big, ref)
-    too_small = grad_trial(UNEVEN, {}, returned=ref.loss / 4)
-    assert "only one micro-batch" in gradients.check_loss(too_small, ref)
+    assert gradients.check_loss(Trial(UNEVEN, returned=ref.loss * (1 + 1e-6)), ref) is None
+    assert "m times too large" in gradients.check_loss(Trial(UNEVEN, returned=ref.loss * 4), ref)
+    assert "only one micro-batch" in gradients.check_loss(Trial(UNEVEN, returned=ref.loss / 4), ref)
+    assert "full-batch mean loss is" in gradients.check_loss(Trial(UNEVEN, returned=ref.loss * 1.5), ref)
 
 
 @pytest.mark.parametrize("returned,words", [({"tensor": torch.tensor(1.0), "shape": [], "dtype": "float32"}, "tensor"),
@@ -389,13 +390,42 @@ def test_error_row_is_shown_far_down_a_long_naive_grid():
     assert "F39" in marked
 
 
-def test_forward_run_twice_with_a_graph_is_rejected_with_a_marked_grid():
-    spec = make_spec("gpipe", 3, 4)
-    seq = gpipe_order(3, 4)
-    seq.insert(seq.index((0, "B", 0)), (1, "F", 2))
-    message = order.check_order(trial_of(spec, seq))
-    assert "forward of micro-batch 2 ran twice on stage 1" in message
-    assert message.count(ERROR_ROW) == 1 and "1F2" in next(l for l in message.splitlines() if ERROR_ROW in l)
+def test_forward_run_again_is_not_in_the_order_but_is_replayed_as_work():
+    spec = make_spec("gpipe", 4, 8, batch=16)
+    seq = gpipe_order(4, 8)
+    seq.insert(seq.index((1, "B", 2)), (1, "F", 2))  # stage 1 recomputes micro-batch 2's forward before its backward
+    trial = trial_of(spec, seq)
+    assert order.check_order(trial) is None  # the first forward is the micro-batch's forward
+    replay = speed.replayed(trial)
+    assert replay.extra_forwards == {(1, 2): 1}
+    plain = speed.replayed(trial_of(spec, gpipe_order(4, 8)))
+    extra = speed.costs_for(trial).cost((1, "F", 2))  # one more forward on stage 1, on the critical path
+    assert replay.result.makespan == pytest.approx(plain.result.makespan + extra)
+    assert speed.check_speed(trial) is None  # one forward more does not cost GPipe its speedup
+
+
+@pytest.mark.parametrize("schedule", ["gpipe", "delayed"])
+def test_naive_step_disguised_by_thrown_away_forwards_fails_order_and_speed(schedule):
+    """Forwards of every micro-batch thrown away in the schedule's order, then the naive loop: the
+    forwards that count are the naive loop's, and the replay sees its serial chain."""
+    p, m = 4, 8
+    spec = make_spec(schedule, p, m, batch=16)
+    thrown = [(s, "F", k, False) for k in range(m) for s in range(p)]
+    trial = trial_of(spec, thrown + naive_order(p, m))
+    message = order.check_order(trial)
+    assert message is not None and "ran micro-batch 0's forward 2 times" in message
+    message = speed.check_speed(trial)
+    assert message is not None and "ran micro-batch 0's forward 2 times" in message
+    assert speed.replayed_speedup(trial) < 1.05  # credited with nothing for the thrown-away forwards
+
+
+@pytest.mark.parametrize("schedule", ["gpipe", "delayed"])
+@pytest.mark.parametrize("m", [4, 8])
+def test_per_stage_checkpointing_keeps_order_speed_and_memory(schedule, m):
+    spec = TrialSpec(schedule, 4, m, 16, width=8, depth=8)
+    trial = trial_of(spec, reentrant(RULES[schedule](4, m)))
+    assert order.check_order(trial) is None
+    assert speed.check_pipeline(trial) is None
 
 
 def test_backward_run_twice_is_rejected_with_a_marked_grid():
@@ -448,7 +478,7 @@ def test_correct_schedules_pass_speed_and_memory(schedule, m):
     spec = TrialSpec(schedule, 4, m, 16, width=8, depth=8)
     trial = trial_of(spec, RULES[schedule](4, m))
     assert speed.check_pipeline(trial) is None
-    assert speed.serial_work(trial) / speed.replayed(trial).makespan >= practical.STEP_SCHEDULES[schedule].speed[m]
+    assert speed.serial_work(trial) / speed.replayed(trial).result.makespan >= practical.STEP_SCHEDULES[schedule].speed[m]
 
 
 @pytest.mark.parametrize("schedule", ["gpipe", "delayed"])
@@ -525,7 +555,7 @@ def test_delayed_loop_holding_more_than_two_fails_memory():
 def test_peak_bytes_add_up_the_saved_activations_in_flight():
     spec = TrialSpec("gpipe", 2, 4, 16, width=8, depth=4)
     trial = trial_of(spec, gpipe_order(2, 4))
-    peaks = speed.peak_bytes(trial, speed.replayed(trial))
+    peaks = speed.replayed(trial).held_bytes()
     assert peaks == {0: 4 * 16 * 100, 1: 4 * 16 * 100}  # every micro-batch's bytes at once
 
 
@@ -589,3 +619,75 @@ def test_action_list_validity_check_marks_the_first_wrong_action():
     bad = {0: ["0F0", "0B0"], 1: ["1B0", "1F0"]}
     message = lists.check_valid(bad, "gpipe", 2, 1)
     assert message is not None and ERROR_ROW in message
+
+
+# -- trial data: what the judge accepts from a schedule call ---------------------------------------------------
+
+def _probe_data(spec: TrialSpec):
+    """Per-stage parameter names and values as ``run_trial`` sends them, and well-formed probe data."""
+    from autograder.judge.host import TrialHost
+
+    host = TrialHost(spec)
+    names = {id(q): n for n, q in host.model.named_parameters()}
+    stage_names = [[names[id(q)] for q in ps] for ps in host.executor.params]
+    given = [[q.detach() for q in ps] for ps in host.executor.params]
+    data = {"error": None, "returned": 1.25, "grads": [[torch.ones_like(v) for v in vs] for vs in given],
+            "values": [[v.clone() for v in vs] for vs in given], "same_params": [True] * len(given)}
+    return stage_names, given, data
+
+
+def test_trial_accepts_well_formed_probe_data():
+    from autograder.judge.trial import _check
+
+    spec = make_spec("gpipe", 3, 4)
+    stage_names, given, data = _probe_data(spec)
+    trial = _check(spec, data, stage_names, given)
+    assert trial.error is None and trial.returned == 1.25 and trial.changed == [] and not trial.replaced
+    assert set(trial.grads) == {n for ns in stage_names for n in ns}
+    assert all(g.dtype == torch.float64 for g in trial.grads.values())
+
+
+def test_trial_notes_changed_values_replaced_parameters_and_cleans_the_error():
+    from autograder.judge.trial import _check
+
+    spec = make_spec("gpipe", 3, 4)
+    stage_names, given, data = _probe_data(spec)
+    data["values"][1][0] = data["values"][1][0] + 1
+    data["same_params"][2] = False
+    data["error"] = "ValueError: \x1b[31mbad\x1b[0m\nsecond line"
+    trial = _check(spec, data, stage_names, given)
+    assert trial.changed == [stage_names[1][0]] and trial.replaced
+    assert trial.error == "ValueError: bad second line"
+
+
+@pytest.mark.parametrize("corrupt", [
+    lambda d: d.update(grads=d["grads"][:-1]),
+    lambda d: d["grads"][0].append(None),
+    lambda d: d["grads"][0].__setitem__(0, torch.zeros(3)),
+    lambda d: d["grads"][0].__setitem__(0, "not a tensor"),
+    lambda d: d["values"][1].__setitem__(0, None),
+    lambda d: d.update(same_params="yes"),
+    lambda d: d.update(error=42),
+    lambda d: d.pop("values"),
+], ids=["stages", "params", "grad shape", "grad type", "value", "same_params", "error", "no values"])
+def test_trial_refuses_malformed_probe_data(corrupt):
+    from autograder.judge.sandbox import BadData
+    from autograder.judge.trial import _check
+
+    spec = make_spec("gpipe", 3, 4)
+    stage_names, given, data = _probe_data(spec)
+    corrupt(data)
+    with pytest.raises(BadData, match="malformed"):
+        _check(spec, data, stage_names, given)
+
+
+def test_reference_is_deterministic_and_sized_by_the_spec():
+    spec = make_spec("naive", 3, 4, batch=10)
+    assert spec.sizes == [3, 3, 2, 2]
+    ref = reference(spec)
+    again = reference.__wrapped__(spec)
+    assert ref.loss == again.loss and len(ref.per_mb) == 4
+    for name in ref.expected:
+        assert torch.equal(ref.expected[name], again.expected[name])
+        assert torch.equal(ref.sentinel[name], again.sentinel[name])
+    assert set(ref.stage_of) == set(ref.expected)

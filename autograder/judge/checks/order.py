@@ -3,11 +3,15 @@
 The events come from the judge's stage host. :func:`canonical` reduces them to one ``F`` and one
 ``B`` per (stage, micro-batch):
 
-* a forward that kept no graph (``torch.no_grad()``, the first pass of reentrant activation
-  checkpointing) followed by one that did is the same forward run again to recompute the
-  activations: the micro-batch's forward is the first one, the recomputation is not a second
-  forward (the handout says so);
-* two forwards that both kept a graph, or two backwards, are the work done twice: a mistake.
+* a stage may run a micro-batch's forward more than once: activation checkpointing runs it again
+  inside the backward (after ``torch.no_grad()``, or with a graph both times), and a step may run
+  a forward it throws away. The forward that counts is the last one that started before the
+  micro-batch's backward began on a later stage (on the last stage: the first one). So per-stage
+  checkpointing keeps the schedule's order, while a forward chain run again through the stages
+  before the backward (a naive loop after thrown-away forwards, or one checkpoint around several
+  stages) is the order it really runs in. Every extra forward is also work: the speed check
+  replays them all (:mod:`autograder.tracing.replay`), with the dependencies their data had;
+* two backwards of one micro-batch on one stage are the work done twice: a mistake.
 
 Every stage's recorded order is shown as a grid (``autograder.schedules.format_grid``: one column
 per stage, a window around the first wrong action, marked ``<-- ERROR HERE``), the same picture as
@@ -36,20 +40,13 @@ def canonical(trial: Trial) -> list[Event]:
     if trial.notes and any(e.mb == UNKNOWN_MB for e in trial.events):
         first = next(e for e in trial.events if e.mb == UNKNOWN_MB)
         raise Incomplete(_fail(trial, trial.notes[0], Event(first.stage, first.kind, first.mb, first.start, first.end)))
-    forwards: dict[tuple[int, int], list[TraceEvent]] = {}
-    backwards: dict[tuple[int, int], list[TraceEvent]] = {}
-    for e in trial.events:
-        (forwards if e.kind == "F" else backwards).setdefault((e.stage, e.mb), []).append(e)
-    for (s, k), runs in sorted(forwards.items()):
-        if sum(1 for e in runs if e.graph) > 1:
-            twice = [e for e in runs if e.graph][1]
-            raise Incomplete(_fail(trial, f"the forward of micro-batch {k} ran twice on stage {s} (each micro-batch "
-                                          f"goes forward once per stage)", twice.event))
+    forwards, backwards = _runs(trial)
     for (s, k), runs in sorted(backwards.items()):
         if len(runs) > 1:
             raise Incomplete(_fail(trial, f"the backward of micro-batch {k} ran twice on stage {s}: call backward "
                                           f"once per micro-batch", runs[1].event))
-    kept = [runs[0].event for runs in forwards.values()] + [runs[0].event for runs in backwards.values()]
+    kept = [_counted(runs, backwards, p).event for runs in forwards.values()]
+    kept += [runs[0].event for runs in backwards.values()]
     kept.sort(key=lambda e: (e.start, e.end))
     for kind, what in (("F", "forward"), ("B", "backward")):
         table = forwards if kind == "F" else backwards
@@ -59,6 +56,50 @@ def canonical(trial: Trial) -> list[Event]:
                     hint = " (is its loss.backward() missing?)" if kind == "B" else ""
                     raise Incomplete(_fail(trial, f"micro-batch {k} never ran {what} on stage {s}{hint}", None, kept))
     return kept
+
+
+def _runs(trial: Trial) -> tuple[dict[tuple[int, int], list[TraceEvent]], dict[tuple[int, int], list[TraceEvent]]]:
+    """The recorded forwards and backwards of each (stage, micro-batch), in recorded order."""
+    forwards: dict[tuple[int, int], list[TraceEvent]] = {}
+    backwards: dict[tuple[int, int], list[TraceEvent]] = {}
+    for e in sorted(trial.events, key=lambda e: (e.start, e.end)):
+        (forwards if e.kind == "F" else backwards).setdefault((e.stage, e.mb), []).append(e)
+    return forwards, backwards
+
+
+def recomputed(trial: Trial) -> list[tuple[int, int]]:
+    """The (stage, micro-batch) pairs that ran their forward again after the one that counts: a
+    recomputation (activation checkpointing), as opposed to forwards thrown away before it."""
+    forwards, backwards = _runs(trial)
+    p = trial.spec.num_stages
+    return sorted(key for key, runs in forwards.items() if key[1] >= 0 and runs[-1] is not _counted(runs, backwards, p))
+
+
+def _counted(runs: list[TraceEvent], backwards: dict[tuple[int, int], list[TraceEvent]], p: int) -> TraceEvent:
+    """The forward of (stage, micro-batch) that counts among its ``runs`` (see the module docstring)."""
+    s, k = runs[0].stage, runs[0].mb
+    later = [b[0].start for (stage, mb), b in backwards.items() if mb == k and stage > s]
+    if len(runs) == 1 or not later:
+        return runs[0]
+    before = [e for e in runs if e.start < min(later)]
+    return before[-1] if before else runs[0]
+
+
+def reran_forwards(trial: Trial) -> str:
+    """A note naming the stages that ran a micro-batch's forward more than once ('' when none did)."""
+    counts: dict[tuple[int, int], int] = {}
+    for e in trial.events:
+        if e.kind == "F" and e.mb >= 0:
+            counts[(e.stage, e.mb)] = counts.get((e.stage, e.mb), 0) + 1
+    again = sorted(key for key, n in counts.items() if n > 1)
+    if not again:
+        return ""
+    s, k = again[0]
+    more = f" (and {len(again) - 1} more stage and micro-batch pairs)" if len(again) > 1 else ""
+    return (f"\nNote: stage {s} ran micro-batch {k}'s forward {counts[(s, k)]} times{more}. The forward that counts "
+            f"is the last one before the micro-batch's backward began on a later stage: a forward thrown away "
+            f"(under torch.no_grad()) earlier does not count, and activation checkpointing must wrap one stage at a "
+            f"time to keep the schedule's order.")
 
 
 def _fail(trial: Trial, summary: str, offending: Event | None, events: list[Event] | None = None) -> str:
@@ -108,7 +149,8 @@ def check_order(trial: Trial) -> str | None:
         return problem
     events = canonical(trial)
     rule = {"naive": _naive, "gpipe": _gpipe, "delayed": _delayed}[trial.spec.schedule]
-    return rule(trial, events)
+    problem = rule(trial, events)
+    return problem + reran_forwards(trial) if problem else None
 
 
 def _naive(trial: Trial, events: list[Event]) -> str | None:

@@ -75,6 +75,8 @@ def check_cover(data: dict, widths, stages: int, seed: int, call: str) -> str | 
     if flat != list(range(count)):
         return (f"{where}: the stages are not contiguous and in order: concatenated they must list layers "
                 f"0..{count - 1} in order")
+    if data.get("runs"):
+        return f"{call}: {data['runs']}"
     return None
 
 
@@ -131,11 +133,16 @@ def check_devices(data: dict, devices: list[str], call: str) -> str | None:
     return None
 
 
+def raised_value_error(outcome: object) -> bool:
+    """The call raised ValueError or a subclass of it (ScheduleError, a student's own error class)."""
+    return isinstance(outcome, dict) and outcome.get("value_error") is True
+
+
 def check_bad_calls(data: dict, cases: list, template: str, layers: int) -> str | None:
     for (stages, devices), outcome in zip(cases, data.get("bad") or []):
         call = template.format(layers=layers, stages=stages, devices=len(devices))
         raised = outcome.get("raised") if isinstance(outcome, dict) else None
-        if raised != "ValueError":
+        if not raised_value_error(outcome):
             what = "returned normally" if raised is None else f"raised {outcome.get('message') or raised}"
             return f"{call} {what}; it must raise ValueError with a message saying what is wrong"
     return None

@@ -20,27 +20,35 @@ host cannot queue the next stage's work and the pipeline serialises.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from ... import practical
-from ...schedules import Costs, SimResult, naive_schedule, replay, simulate
+from ...schedules import Costs, naive_schedule, simulate
 from ...schedules.timeline import ascii_gantt
-from ...tracing.memory import peak_held_bytes, saved_bytes
+from ...tracing.replay import TraceReplay, replay_trace
 from ..trial import Trial
 from .common import trial_failure
-from .order import Incomplete, canonical
+from .order import Incomplete, canonical, recomputed
 
 
 def costs_for(trial: Trial) -> Costs:
     return Costs(forward=1.0, backward=2.0, rows=tuple(trial.spec.sizes))
 
 
-def replayed(trial: Trial) -> SimResult:
-    """The replay of the trial's canonical events (raises :class:`Incomplete`)."""
-    return replay(canonical(trial), costs_for(trial))
+def replayed(trial: Trial) -> TraceReplay:
+    """The replay of every event of a complete trial, extra forwards included (raises :class:`Incomplete`)."""
+    canonical(trial)
+    return replay_trace(trial.events, costs_for(trial))
 
 
-def serial_work(trial: Trial) -> float:
-    spec = trial.spec
-    return simulate(naive_schedule(spec.num_stages, spec.num_microbatches), costs_for(trial)).makespan
+def serial_work(trial: Trial, recomputed: Iterable[tuple[int, int]] = ()) -> float:
+    """The naive pipeline's makespan at the trial's p and m, plus one forward per (stage,
+    micro-batch) in ``recomputed``: a schedule with per-stage activation checkpointing is compared
+    with the naive pipeline doing the same recomputation. Forwards thrown away before the one that
+    counts are never added: they only cost time."""
+    spec, costs = trial.spec, costs_for(trial)
+    naive = simulate(naive_schedule(spec.num_stages, spec.num_microbatches), costs).makespan
+    return naive + sum(costs.cost((s, "F", k)) for s, k in recomputed)
 
 
 def _measurable(trial: Trial) -> str | None:
@@ -70,22 +78,33 @@ def check_speed(trial: Trial) -> str | None:
     if inside:
         return (f"{spec}: your step reads a tensor's value on the host inside its loop ({inside[0]}"
                 + (f", and {len(inside) - 1} more" if len(inside) > 1 else "") + "). On a GPU such a read (.item(), "
-                "float(t), print(t), if t > 0) waits until every queued kernel has finished, so the host cannot queue "
+                "float(t), print(t), t.cpu(), if t > 0) waits until every queued kernel has finished, so the host cannot queue "
                 "the next stage's work and the pipeline runs one stage at a time. Keep the losses as tensors and call "
                 ".item() once, after the loop.")
-    result = replayed(trial)
-    speedup = serial_work(trial) / result.makespan
+    replay = replayed(trial)
+    result = replay.result
+    speedup = serial_work(trial, recomputed(trial)) / result.makespan
     need = practical.STEP_SCHEDULES[spec.schedule].speed[spec.num_microbatches]
     if speedup >= need:
         return None
     return (f"{spec}: replayed on {spec.num_stages} in-order devices your schedule takes {result.makespan:.1f} time "
             f"units, {speedup:.2f}x faster than the naive pipeline; at least {need:.2f}x is expected. Devices wait "
-            f"on each other where the timeline shows '.':\n" + ascii_gantt(result, width=96))
+            f"on each other where the timeline shows '.'{_extra(replay)}:\n" + ascii_gantt(result, width=96))
 
 
-def peak_bytes(trial: Trial, result: SimResult) -> dict[int, int]:
-    """Most bytes of saved activations held at once on each stage, on the replayed timeline."""
-    return peak_held_bytes(result, saved_bytes(trial.events))
+def _extra(replay: TraceReplay) -> str:
+    """What the step's extra forwards cost, when it ran any."""
+    if not replay.extra_forwards:
+        return ""
+    (s, k), n = next(iter(replay.extra_forwards.items()))
+    more = len(replay.extra_forwards) - 1
+    return (f". Your step also ran forwards beyond one per stage and micro-batch (stage {s} ran micro-batch {k}'s "
+            f"forward {n + 1} times" + (f", and {more} more (stage, micro-batch) pairs" if more else "") +
+            "): each one is device time, and a forward run again through several stages waits for the stage "
+            "before it again. A recomputation after the forward that counts (activation checkpointing) is added to "
+            "the naive pipeline's time too; a forward thrown away before it only costs time")
+
+
 
 
 def check_memory(trial: Trial) -> str | None:
@@ -95,14 +114,14 @@ def check_memory(trial: Trial) -> str | None:
         return problem
     spec = trial.spec
     rule = practical.STEP_SCHEDULES[spec.schedule]
-    result = replayed(trial)
-    peaks = result.peak_in_flight
+    replay = replayed(trial)
+    peaks = replay.result.peak_in_flight
     want = rule.in_flight_limit(spec.num_stages, spec.num_microbatches)
     for s in range(spec.num_stages):
         got = peaks.get(s, 0)
         if (rule.exact_in_flight and got != want) or got > want:
             what = "exactly" if rule.exact_in_flight else "at most"
-            held = peak_bytes(trial, result)
+            held = replay.held_bytes()
             return (f"{spec}: stage {s} held {got} micro-batches in flight (forward started, backward not yet "
                     f"ended); {rule.label} keeps {what} {want}. Peaks per stage: {dict(sorted(peaks.items()))}; "
                     f"saved activations at the peak, per stage: {_kib(held)}.")
@@ -111,6 +130,14 @@ def check_memory(trial: Trial) -> str | None:
 
 def _kib(held: dict[int, int]) -> str:
     return "{" + ", ".join(f"{s}: {b / 1024:.1f} KiB" for s, b in held.items()) + "}"
+
+
+def replayed_speedup(trial: Trial) -> float | None:
+    """The replayed speedup over naive of a complete trial (None when it is not measurable)."""
+    if _measurable(trial):
+        return None
+    replay = replayed(trial)
+    return serial_work(trial, recomputed(trial)) / replay.result.makespan
 
 
 def check_pipeline(trial: Trial) -> str | None:
