@@ -219,7 +219,8 @@ def run_torch_pipelining(spec: PipelineSpec, schedules: list[str], warmup: int, 
             msg = results.get(timeout=0.5)
             got[msg["rank"]] = msg
         except queue.Empty:
-            if any(not proc.is_alive() for proc in procs) and results.empty():
+            # a rank that ended without sending its result died; one that sent it may end early
+            if any(not proc.is_alive() and r not in got for r, proc in enumerate(procs)) and results.empty():
                 time.sleep(0.5)
                 if results.empty():
                     break

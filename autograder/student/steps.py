@@ -20,9 +20,9 @@ from .. import practical
 from ..dist import run_actions_single
 from ..dist.model import even_partition, split_sizes
 from ..harness.stage import PipelineStage
-from ..schedules import Costs, naive_schedule, parse_schedule, replay, simulate, validate
+from ..schedules import Costs, naive_schedule, parse_schedule, simulate, validate
 from ..tracing import LocalExecutor, Recorder
-from ..tracing.memory import peak_held_bytes, saved_bytes
+from ..tracing.replay import replay_trace
 from .measure import measure, pinned_threads
 
 
@@ -45,9 +45,10 @@ def _setting(package: str, args):
 def _replay_row(recorder: Recorder, p: int, sizes: list[int]) -> dict:
     costs = Costs(forward=1.0, backward=2.0, rows=tuple(sizes))
     events = recorder.plain_events()
-    replayed = replay(events, costs)
+    trace = replay_trace(recorder.events, costs)  # every forward, recomputations included
+    replayed = trace.result
     serial = simulate(naive_schedule(p, len(sizes)), costs).makespan
-    held = peak_held_bytes(replayed, saved_bytes(recorder.events))
+    held = trace.held_bytes()
     return {"replayed": replayed, "speedup": serial / replayed.makespan, "events": events, "notes": recorder.notes,
             "held_bytes": [held.get(s, 0) for s in range(p)], "rows": sizes}
 

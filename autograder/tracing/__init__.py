@@ -4,7 +4,10 @@
   micro-batches identified by their data;
 * :mod:`.executor`: :class:`LocalExecutor`, which runs the stage modules and records them. The
   judge's stage host runs one for the student's remote proxies; the students' tools run one in
-  their own process.
+  their own process;
+* :mod:`.replay`: a traced step replayed on in-order devices, every forward included (activation
+  checkpointing's recomputations, forwards thrown away), and the bytes of activations each stage
+  holds at its peak.
 
 Student code meets only :class:`autograder.harness.stage.PipelineStage`, the module it calls.
 """
