@@ -91,6 +91,7 @@ class Confinement:
     scope_signals: bool = True
     scope_abstract_unix: bool = True
     list_only: list[str] = field(default_factory=list)
+    tcp_bind_ports: list[int] = field(default_factory=list)  # with block_network: binding these stays allowed
 
 
 class _RulesetAttr(ctypes.Structure):
@@ -101,6 +102,13 @@ class _RulesetAttr(ctypes.Structure):
 class _PathBeneathAttr(ctypes.Structure):
     _pack_ = 1  # __attribute__((packed)) in the uapi header: 12 bytes
     _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+class _NetPortAttr(ctypes.Structure):
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("port", ctypes.c_uint64)]
+
+
+RULE_NET_PORT = 2  # LANDLOCK_RULE_NET_PORT
 
 
 # -- the kernel ------------------------------------------------------------------------------------
@@ -233,6 +241,8 @@ def apply_landlock(c: Confinement) -> str:
                               (c.devices_rw, DEVICE_RIGHTS)):
             for path in paths:
                 _allow(ruleset, str(path), rights & handled)
+        for port in c.tcp_bind_ports if net else ():
+            _allow_port(ruleset, int(port))
         if not _prctl(PR_SET_NO_NEW_PRIVS, 1):
             raise ConfinementError("prctl(PR_SET_NO_NEW_PRIVS) failed, so Landlock cannot be enforced")
         try:
@@ -241,7 +251,18 @@ def apply_landlock(c: Confinement) -> str:
             raise ConfinementError(f"landlock_restrict_self failed: {exc.strerror}") from None
     finally:
         os.close(ruleset)
-    return _describe(abi, c)
+    line = _describe(abi, c)
+    if net and c.tcp_bind_ports:
+        line += f"; TCP: bind only ports {', '.join(map(str, c.tcp_bind_ports))}, connect nowhere"
+    return line
+
+
+def _allow_port(ruleset: int, port: int) -> None:
+    try:
+        _syscall(SYS_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(RULE_NET_PORT),
+                 ctypes.byref(_NetPortAttr(NET_BIND_TCP, port)), ctypes.c_uint32(0))
+    except OSError as exc:
+        raise ConfinementError(f"Landlock refused a rule for TCP port {port}: {exc.strerror}") from None
 
 
 # -- what a Python + torch process needs -----------------------------------------------------------

@@ -28,7 +28,6 @@ everything of the uid and removes its files after the run. Standard library only
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import sys
@@ -39,7 +38,6 @@ from . import confine
 
 KERNEL_NAME = "practical9-sandbox"
 PORT_KEYS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
-RULE_NET_PORT = 2  # LANDLOCK_RULE_NET_PORT
 PREFIX = "practical9 kernel"
 IDENTITIES = ("uid", "uid-read", "nocaps", "same")
 KEPT_ENV = ("LANG", "LC_ALL", "JPY_PARENT_PID", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH")
@@ -207,64 +205,6 @@ def rules_for(config: KernelConfig) -> confine.Confinement:
     return rules
 
 
-class _NetPortAttr(ctypes.Structure):
-    _fields_ = [("allowed_access", ctypes.c_uint64), ("port", ctypes.c_uint64)]
-
-
-def apply_landlock_with_ports(rules: confine.Confinement, ports: Sequence[int]) -> str:
-    """``confine.apply_landlock``, except that binding TCP ``ports`` (the kernel's own) stays allowed.
-
-    Returns one line saying what is enforced. Needs Landlock ABI >= 4 for the network part (below
-    it, TCP is not confined and the line says so); raises ``ConfinementError`` like apply_landlock.
-    """
-    abi, why = confine._probe()
-    if abi <= 0:
-        confine._prctl(confine.PR_SET_NO_NEW_PRIVS, 1)
-        return f"no Landlock ({why}): files, network and signals are not confined"
-    threads = confine._threads()
-    if threads > 1:
-        raise confine.ConfinementError(f"cannot confine a process that runs {threads} threads")
-    handled = confine._handled_fs(abi)
-    net = confine.NET_BIND_TCP | confine.NET_CONNECT_TCP if rules.block_network and abi >= 4 else 0
-    scoped = 0
-    if abi >= 6:
-        scoped = (confine.SCOPE_SIGNAL if rules.scope_signals else 0) | \
-            (confine.SCOPE_ABSTRACT_UNIX_SOCKET if rules.scope_abstract_unix else 0)
-    attr = confine._RulesetAttr(handled, net, scoped)
-    size = 8 if abi < 4 else 16 if abi < 6 else 24
-    try:
-        ruleset = confine._syscall(confine.SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size),
-                                   ctypes.c_uint32(0))
-    except OSError as exc:
-        raise confine.ConfinementError(f"landlock_create_ruleset failed: {exc.strerror}") from None
-    try:
-        for paths, rights in ((rules.read_only, confine.READ_RIGHTS), (rules.list_only, confine.READ_DIR),
-                              (rules.read_write, confine.WRITE_RIGHTS), (rules.devices_rw, confine.DEVICE_RIGHTS)):
-            for path in paths:
-                confine._allow(ruleset, str(path), rights & handled)
-        for port in ports if net else ():  # ipykernel binds its five ports and connects to nothing
-            _allow_port(ruleset, port, confine.NET_BIND_TCP)
-        if not confine._prctl(confine.PR_SET_NO_NEW_PRIVS, 1):
-            raise confine.ConfinementError("prctl(PR_SET_NO_NEW_PRIVS) failed, so Landlock cannot be enforced")
-        try:
-            confine._syscall(confine.SYS_RESTRICT_SELF, ctypes.c_int(ruleset), ctypes.c_uint32(0))
-        except OSError as exc:
-            raise confine.ConfinementError(f"landlock_restrict_self failed: {exc.strerror}") from None
-    finally:
-        os.close(ruleset)
-    line = confine._describe(abi, rules)
-    return line + (f"; TCP: bind only the kernel's ports {', '.join(map(str, ports))}, connect nowhere" if net else "")
-
-
-def _allow_port(ruleset: int, port: int, rights: int) -> None:
-    rule = _NetPortAttr(rights, port)
-    try:
-        confine._syscall(confine.SYS_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(RULE_NET_PORT),
-                         ctypes.byref(rule), ctypes.c_uint32(0))
-    except OSError as exc:
-        raise confine.ConfinementError(f"Landlock refused a rule for TCP port {port}: {exc.strerror}") from None
-
-
 def _forget_editable_finders() -> None:
     """An editable install maps ``autograder``/``solutions`` into the repository: never look there."""
     sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
@@ -283,7 +223,9 @@ def confine_kernel(config: KernelConfig, ports: Sequence[int]) -> str:
         if config.identity == "uid-read":
             raise KernelSetupError("a private uid that keeps the right to read needs Landlock")
         return "no Landlock: files, network and signals are not confined"
-    line = apply_landlock_with_ports(rules_for(config), ports)
+    rules = rules_for(config)
+    rules.tcp_bind_ports = list(ports)  # ipykernel binds its five ports and connects to nothing
+    line = confine.apply_landlock(rules)
     return line + (f"; limits not set: {', '.join(failed)}" if failed else "")
 
 

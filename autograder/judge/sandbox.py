@@ -100,6 +100,22 @@ class CallOutcome:
     seconds: float
 
 
+def choose_identity(level: isolation.IsolationLevel, confine: bool) -> tuple[isolation.UidLease | None, str, str]:
+    """As root, who student code runs as: ``(lease, identity, note)``. A private uid when it can read
+    the interpreter (``uid``); else, under Landlock, a private uid that keeps only the right to read
+    files where Landlock allows (``uid-read``); else uid 0 without any capability (``nocaps``)."""
+    lease = isolation.lease_uid()
+    blocked = access.unreadable_for(lease.uid, access.needed_paths())
+    if not blocked:
+        return lease, "uid", ""
+    if confine and level.landlock_abi >= 1:
+        return lease, "uid-read", (f"the interpreter's files ({blocked[0]}) are not readable by other users: the "
+                                   f"private uid keeps the right to read files, only where Landlock allows")
+    lease.release()
+    return None, "nocaps", (f"the interpreter's files ({blocked[0]}) are not readable by other users, so calls run "
+                            f"as uid 0 without any capability")
+
+
 @dataclass
 class Sandbox:
     """See the module docstring."""
@@ -114,7 +130,7 @@ class Sandbox:
         self.level = isolation.isolation_level()
         self.lease, self.identity, self.note = None, "same", ""
         if self.level.root and self.private_uid:
-            self._choose_identity()
+            self.lease, self.identity, self.note = choose_identity(self.level, self.confine)
         self.uid = self.lease.uid if self.lease else None
         self._base = Path(tempfile.mkdtemp(prefix="pp-sandbox-"))
         self._src, self._calls = self._base / "src", self._base / "calls"
@@ -130,23 +146,6 @@ class Sandbox:
         except BaseException:
             self.close()
             raise
-
-    def _choose_identity(self) -> None:
-        """As root: a private uid when it can read the interpreter; otherwise uid 0 without capabilities."""
-        lease = isolation.lease_uid()
-        blocked = access.unreadable_for(lease.uid, access.needed_paths())
-        if not blocked:
-            self.lease, self.identity = lease, "uid"
-            return
-        if self.confine and self.level.landlock_abi >= 1:
-            self.lease, self.identity = lease, "uid-read"
-            self.note = (f"the interpreter's files ({blocked[0]}) are not readable by other users: the private uid "
-                         f"keeps the right to read files, only where Landlock allows")
-            return
-        lease.release()
-        self.identity = "nocaps"
-        self.note = (f"the interpreter's files ({blocked[0]}) are not readable by other users, so calls run as "
-                     f"uid 0 without any capability")
 
     def describe(self) -> str:
         """One line: how isolated student code is in this grading."""

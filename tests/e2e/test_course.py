@@ -21,6 +21,7 @@ import pytest
 
 from autograder.harness.confine import landlock_abi
 from autograder.instructor import course as course_tool
+from autograder.instructor import notebook_run
 from autograder.instructor.toolenv import tool_env
 from tests.support import ROOT
 
@@ -101,7 +102,7 @@ RAISED = {"output_type": "error", "ename": "ModuleNotFoundError", "evalue": "No 
 def test_the_setup_cell_is_checked(tmp_path, cells, expected):
     path = tmp_path / "practical9.ipynb"
     path.write_text(json.dumps({"cells": [*cells, _ran("part1_run", RAISED, grade_id="part1_run")]}))
-    error, notes = course_tool.inspect_notebook(path)
+    error, notes = notebook_run.inspect_notebook(path)
     assert (error or "").startswith(expected or "") and (error is None) == (expected is None), error
     assert notes == ([] if expected else ["provided cell part1_run raised ModuleNotFoundError: No module named "
                                           "'submission'"])
