@@ -1,11 +1,14 @@
 """The nbgrader course of practical 9: one command to make it, one to autograde notebooks safely.
 
     python -m autograder.instructor.course init COURSE_DIR
+    python -m autograder.instructor.course collect COURSE_DIR SUBMISSIONS_DIR
     python -m autograder.instructor.course autograde COURSE_DIR [--student ID ...]
     python -m autograder.instructor.course scores COURSE_DIR
 
 ``init`` writes an nbgrader course directory (``nbgrader_config.py``, ``source/practical9/`` with
 the source notebook of ``solutions/``, a README for TAs) and runs ``nbgrader generate_assignment``.
+``collect`` copies a folder of submissions (what ``autograder.grade --batch`` grades, a
+Gradescope export included) into ``submitted/<student>/practical9/``: the notebook and code files.
 ``autograde`` grades every ``submitted/<student>/practical9/practical9.ipynb`` with nbgrader's own
 autograde pipeline, one student at a time, **against that student's own code** (the editable
 ``.py`` files of the same folder, staged by ``judge.staging.stage``), in the sandboxed kernel of
@@ -13,7 +16,8 @@ autograde pipeline, one student at a time, **against that student's own code** (
 a notebook whose setup cell cannot import the package used to score zero on every cell, silently.
 Here such a notebook, or one whose kernel died, prints ``ERROR <student>: ...`` and is recorded in
 ``notebook_status.json`` and ``notebook_grades.csv``. ``scores`` rewrites the CSV (after manual
-grading); :func:`notebook_scores` gives the same numbers to code that merges gradebooks.
+grading); :func:`notebook_scores` gives the same numbers to ``autograder.grade --batch DIR
+--notebooks COURSE_DIR``, which joins them to the code points in one gradebook.
 """
 
 from __future__ import annotations
@@ -31,8 +35,17 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from .. import practical
 from ..harness import kernel
-from .notebook_run import ASSIGNMENT, NOTEBOOK, Outcome, grade_student, last_error
+from ..judge.staging import StagingError
+from .notebook_run import (
+    ASSIGNMENT,
+    NOTEBOOK,
+    STUDENT_ID,
+    Outcome,
+    grade_student,
+    last_error,
+)
 from .release import REPO_ROOT
 from .toolenv import tool_env
 
@@ -98,13 +111,50 @@ def init_course(course: Path, *, out: Callable[[str], None] = print) -> Path:
     return released
 
 
+# -- collect ---------------------------------------------------------------------------------------
+
+NOTEBOOK_LIMIT = 32 << 20  # a notebook with its figures' outputs
 
 
+def collect(course: Path, batch: Path, *, out: Callable[[str], None] = print) -> list[str]:
+    """Copy every submission of ``batch`` (the folder ``autograder.grade --batch`` grades: one
+    sub-folder or ``.zip`` per student, a Gradescope export included) into
+    ``submitted/<student>/practical9/``: the notebook and the code files, found and read as the
+    code grading finds them (no links, size limits). Returns the students collected."""
+    from ..gradescope.batch import entries
+    from ..judge.staging import read_files
+
+    course = course.resolve()
+    if not _is_generated(course):
+        raise CourseError(f"{course} is not a course made by 'course init': run it first")
+    if not batch.is_dir():
+        raise CourseError(f"{batch}: not a folder of submissions")
+    collected = []
+    for student, submission in entries(batch).items():
+        if not STUDENT_ID.fullmatch(student):
+            out(f"ERROR {student}: nbgrader cannot take this id; rename the submission")
+            continue
+        try:
+            found, rejected = read_files(submission, (NOTEBOOK, *practical.EDITABLE_FILES), NOTEBOOK_LIMIT)
+        except StagingError as exc:
+            out(f"ERROR {student}: {exc}")
+            continue
+        folder = course / "submitted" / student / ASSIGNMENT
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        for name, data in found.items():
+            (folder / name).write_bytes(data)
+        for name, why in rejected.items():
+            out(f"NOTE {student}: {why}")
+        if NOTEBOOK not in found:
+            out(f"NOTE {student}: no {NOTEBOOK} in the submission (autograde will report it)")
+        collected.append(student)
+    out(f"collected {len(collected)} submissions into {course / 'submitted'}")
+    return collected
 
 
 # -- autograde -------------------------------------------------------------------------------------
-
-
 
 def _students(course: Path, wanted: list[str] | None) -> list[str]:
     submitted = course / "submitted"
@@ -117,30 +167,6 @@ def _students(course: Path, wanted: list[str] | None) -> list[str]:
     if unknown:
         raise CourseError(f"no folder submitted/{unknown[0]}/{ASSIGNMENT}/ in {course}")
     return list(dict.fromkeys(wanted))
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def autograde(course: Path, students: list[str] | None = None, *,
@@ -285,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     grade = sub.add_parser("autograde", help="autograde notebooks against each student's own code, sandboxed")
     grade.add_argument("course", type=Path)
     grade.add_argument("--student", nargs="+", metavar="ID", help="only these students (default: all)")
+    gather = sub.add_parser("collect", help="copy a folder of submissions (e.g. a Gradescope export) into submitted/")
+    gather.add_argument("course", type=Path)
+    gather.add_argument("batch", type=Path, help="one sub-folder or .zip per student")
     sub.add_parser("scores", help="rewrite notebook_grades.csv from the gradebook").add_argument("course", type=Path)
     return parser
 
@@ -294,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "init":
             init_course(args.course)
+        elif args.command == "collect":
+            collect(args.course, args.batch)
         elif args.command == "autograde":
             outcomes = autograde(args.course, args.student)
             return 1 if any(o.status == "error" for o in outcomes) else 0

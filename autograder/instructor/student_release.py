@@ -8,9 +8,12 @@
    (no ``hidden/``, no release tooling), a student README (the student sections of README.md),
    HANDOUT.md, the Dockerfile, and a ``pyproject.toml`` without ``solutions``.
 3. Scans it for leaks: no ``solutions/`` path, no hidden test, no line of any solution region.
-4. Writes it to DIR (only an empty directory or an earlier release is overwritten).
+4. Writes it into a temporary folder next to DIR, as a git repository with one commit (ready to
+   push as a classroom template).
 5. Runs ``pytest autograder/`` there and checks the untouched skeleton scores zero, every
    failure a NotImplementedError: students start from a clean, runnable state.
+6. Only then moves it into place: DIR must be absent, empty or an earlier release (replaced
+   whole); a failure at any step leaves DIR as it was.
 """
 from __future__ import annotations
 
@@ -82,7 +85,8 @@ def student_pyproject(text: str) -> str:
     replacements = [
         ('include = ["assignment*", "solutions*", "autograder*"]', 'include = ["assignment*", "autograder*"]'),
         ('testpaths = ["tests"]', 'testpaths = ["autograder"]'),
-        ('dev = ["pipeline-practical[test,plot,ta]"]', 'dev = ["pipeline-practical[test,plot]"]'),
+        ('dev = ["pipeline-practical[test,plot,ta]", "ruff>=0.17"]', 'dev = ["pipeline-practical[test,plot]"]'),
+        ('"autograder.instructor" = ["course_template/*"]\n', ''),  # the TAs' tools are not released
     ]
     for old, new in replacements:
         if old not in text:
@@ -127,16 +131,29 @@ def check_destination(dest: Path) -> Path:
 
 
 def write_student_repo(dest: Path, files: dict[str, bytes]) -> None:
-    """Write ``files`` into ``dest`` (see :func:`check_destination`)."""
-    dest = check_destination(dest)
-    if dest.exists():
-        for child in dest.iterdir():
-            if child.name != ".git":
-                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    """Write ``files`` into ``dest``, a new folder, as a git repository with one commit."""
     for rel, data in sorted(files.items()):
         path = dest / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
+    git = ["git", "-C", str(dest), "-c", "user.name=Practical 9 release", "-c", "user.email=release@localhost",
+           "-c", "commit.gpgsign=false", "-c", "init.defaultBranch=main"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "Practical 9: Pipeline Parallelism in PyTorch"]):
+        proc = subprocess.run(git + args, capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            raise ReleaseRefused(f"git {args[0]} failed in {dest}: {(proc.stderr or proc.stdout).strip()[:300]}")
+
+
+def move_into_place(built: Path, dest: Path) -> str:
+    """Replace ``dest`` (absent, empty, or an earlier release) by ``built``, one rename at a time."""
+    if not dest.exists():
+        built.rename(dest)
+        return f"wrote {dest}"
+    old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+    dest.rename(old)
+    built.rename(dest)
+    shutil.rmtree(old)
+    return f"replaced {dest}"
 
 
 def check_skeleton_scores_zero(dest: Path) -> str:
@@ -151,14 +168,25 @@ def check_skeleton_scores_zero(dest: Path) -> str:
 
 
 def student_release(dest: Path, root: Path = REPO_ROOT) -> list[str]:
-    """The whole release; returns the lines to print. Raises ReleaseRefused before writing if unsafe."""
-    check_destination(dest)  # refuse before the slow proof, not after
+    """The whole release; returns the lines to print. Raises ReleaseRefused, leaving ``dest`` as it
+    was, when anything fails: the repository is built and checked in a temporary folder next to
+    ``dest`` and moved into place only at the end."""
+    dest = check_destination(dest)  # refuse before the slow proof, not after
+    if shutil.which("git") is None:
+        raise ReleaseRefused("git is not installed: the student release is a git repository (install git)")
     lines = [prove_reference(root)]
     files = build_student_files(root)
     found = leaks(files, root)
     if found:
         raise ReleaseRefused("solution text would leak: " + "; ".join(found[:5]))
-    write_student_repo(dest, files)
-    lines.append(f"wrote {len(files)} files to {dest} (no solution text, no hidden tests)")
-    lines.append(check_skeleton_scores_zero(dest))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.build-", dir=dest.parent))
+    built = staging / dest.name
+    try:
+        write_student_repo(built, files)
+        lines.append(f"built {len(files)} files (no solution text, no hidden tests), one git commit")
+        lines.append(check_skeleton_scores_zero(built))
+        lines.append(move_into_place(built, dest))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return lines

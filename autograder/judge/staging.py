@@ -62,17 +62,17 @@ def _check_text(name: str, data: bytes) -> str:
         raise StagingError(f"{name} is not UTF-8 text") from None
 
 
-def _read_regular(path: Path) -> bytes:
+def _read_regular(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
     """The bytes of ``path`` if it is a regular file reached without following a link at its end."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise StagingError(f"{path.name} is not a regular file")
-        if info.st_size > MAX_FILE_BYTES:
-            raise StagingError(f"{path.name} is larger than {MAX_FILE_BYTES // 1024} KiB")
+        if info.st_size > limit:
+            raise StagingError(f"{path.name} is larger than {limit // 1024} KiB")
         with os.fdopen(fd, "rb", closefd=False) as f:
-            return f.read(MAX_FILE_BYTES + 1)
+            return f.read(limit + 1)
     finally:
         os.close(fd)
 
@@ -98,10 +98,11 @@ def _inside(path: Path, folder: Path) -> bool:
         os.path.normpath(str(folder)), os.path.relpath(real, top))
 
 
-def _from_folder(folder: Path, staged: Staged) -> dict[str, bytes]:
+def _from_folder(folder: Path, staged: Staged, names=practical.EDITABLE_FILES,
+                 limit: int = MAX_FILE_BYTES) -> dict[str, bytes]:
     found: dict[str, bytes] = {}
     places = _folder_candidates(folder)
-    for name in practical.EDITABLE_FILES:
+    for name in names:
         for place in places:
             path = place / name
             if not os.path.lexists(path):
@@ -110,14 +111,15 @@ def _from_folder(folder: Path, staged: Staged) -> dict[str, bytes]:
                 staged.rejected[name] = f"{name} is a link or lies behind one"
                 break
             try:
-                found[name] = _read_regular(path)
+                found[name] = _read_regular(path, limit)
             except (StagingError, OSError) as exc:
                 staged.rejected[name] = str(exc) if isinstance(exc, StagingError) else f"{name} cannot be read"
             break
     return found
 
 
-def _from_zip(archive: Path, staged: Staged) -> dict[str, bytes]:
+def _from_zip(archive: Path, staged: Staged, names=practical.EDITABLE_FILES,
+              limit: int = MAX_FILE_BYTES) -> dict[str, bytes]:
     try:
         with zipfile.ZipFile(archive) as zf:
             infos = zf.infolist()
@@ -130,7 +132,7 @@ def _from_zip(archive: Path, staged: Staged) -> dict[str, bytes]:
                     continue
                 by_name.setdefault(parts[-1], []).append(info)
             found = {}
-            for name in practical.EDITABLE_FILES:
+            for name in names:
                 choices = sorted(by_name.get(name, []), key=lambda i: i.filename.count("/"))
                 if not choices:
                     continue
@@ -138,12 +140,12 @@ def _from_zip(archive: Path, staged: Staged) -> dict[str, bytes]:
                 if (info.external_attr >> 16) & 0o170000 == 0o120000:
                     staged.rejected[name] = f"{name} is a link"
                     continue
-                if info.file_size > MAX_FILE_BYTES:
-                    staged.rejected[name] = f"{name} is larger than {MAX_FILE_BYTES // 1024} KiB"
+                if info.file_size > limit:
+                    staged.rejected[name] = f"{name} is larger than {limit // 1024} KiB"
                     continue
                 try:
                     with zf.open(info) as src:
-                        found[name] = src.read(MAX_FILE_BYTES + 1)
+                        found[name] = src.read(limit + 1)
                 except (RuntimeError, NotImplementedError) as exc:  # encrypted, or an unknown compression
                     staged.rejected[name] = f"{name} cannot be read from the zip ({type(exc).__name__}): " \
                                             f"zip it again without a password, with the default compression"
@@ -184,3 +186,14 @@ def stage(submission: Path, dest: Path) -> Staged:
         (staged.package_dir / name).write_text(text, encoding="utf-8")
         staged.sources[name] = text
     return staged
+
+
+def read_files(submission: Path, names: tuple[str, ...], limit: int) -> tuple[dict[str, bytes], dict[str, str]]:
+    """``names`` from a submission (folder or ``.zip``), found where :func:`stage` finds the code,
+    read the same careful way (no links, regular files, at most ``limit`` bytes): ``(found, rejected)``."""
+    staged = Staged(Path("/nonexistent"))
+    if submission.is_file() and submission.suffix == ".zip":
+        return _from_zip(submission, staged, names, limit), staged.rejected
+    if submission.is_dir():
+        return _from_folder(submission, staged, names, limit), staged.rejected
+    raise StagingError(f"{submission}: not a folder or a .zip file")

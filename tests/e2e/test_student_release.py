@@ -62,8 +62,35 @@ def test_release_refuses_when_a_solution_fails(tmp_path):
 def test_release_never_overwrites_other_work(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(student_release.ReleaseRefused, match="not empty"):
-        student_release.write_student_repo(tmp_path, {"a.txt": b"x"})
+        student_release.student_release(tmp_path)
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_release_is_a_git_repository_with_one_commit(released):
+    dest, out = released
+    log = subprocess.run(["git", "-C", str(dest), "log", "--oneline"], capture_output=True, text=True, check=True)
+    assert len(log.stdout.splitlines()) == 1 and "Pipeline Parallelism" in log.stdout
+    status = subprocess.run(["git", "-C", str(dest), "status", "--porcelain"], capture_output=True, text=True)
+    assert status.stdout == ""  # everything released is committed; the skeleton check left nothing behind
+    assert f"wrote {dest}" in out
+
+
+def test_a_failed_check_leaves_the_earlier_release_as_it_was(tmp_path, monkeypatch):
+    dest = tmp_path / "release"
+    dest.mkdir()
+    (dest / student_release.MARKER_FILE).write_text("earlier\n")
+    (dest / "README.md").write_text("the earlier release\n")
+    monkeypatch.setattr(student_release, "prove_reference", lambda root: "proved")
+
+    def skeleton_fails(built):
+        assert (built / ".git").is_dir() and built.parent.parent == tmp_path  # built next to the destination
+        raise student_release.ReleaseRefused("the untouched skeleton does not fail cleanly")
+
+    monkeypatch.setattr(student_release, "check_skeleton_scores_zero", skeleton_fails)
+    with pytest.raises(student_release.ReleaseRefused, match="skeleton"):
+        student_release.student_release(dest)
+    assert (dest / "README.md").read_text() == "the earlier release\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["release"]  # no half-built folder left
 
 
 # The reference GPipe and 1F1B lists are the answers of Part 6 (per_stage.py) as data: TA only.
