@@ -6,6 +6,7 @@
 
 The fallback keeps every schedule correct on any machine; only speed needs several GPUs.
 """
+
 from __future__ import annotations
 
 import torch

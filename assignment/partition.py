@@ -1,4 +1,5 @@
 """Part 1: partition the model into pipeline stages (task ``part1.partition``)."""
+
 from __future__ import annotations
 
 import torch

@@ -28,6 +28,7 @@ Check your lists without torch (``autograder.schedules``)::
 
 and run them with one process per stage: ``python -m autograder.dist --impl assignment``.
 """
+
 from __future__ import annotations
 
 from autograder.schedules import Action

@@ -52,11 +52,14 @@ def imports_instructor(path: Path) -> bool:
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             module = node.module or ""
-            relative = node.level > 0 and (module.split(".")[0] == INSTRUCTOR_FOLDER
-                                           or any(a.name == INSTRUCTOR_FOLDER for a in node.names))
+            relative = node.level > 0 and (
+                module.split(".")[0] == INSTRUCTOR_FOLDER or any(a.name == INSTRUCTOR_FOLDER for a in node.names)
+            )
             if relative or module.split(".")[:2] == ["autograder", INSTRUCTOR_FOLDER]:
                 return True
-        elif isinstance(node, ast.Import) and any(a.name.startswith(f"autograder.{INSTRUCTOR_FOLDER}") for a in node.names):
+        elif isinstance(node, ast.Import) and any(
+            a.name.startswith(f"autograder.{INSTRUCTOR_FOLDER}") for a in node.names
+        ):
             return True
     return False
 
@@ -93,7 +96,7 @@ def prune(audience: str, root: Path = PACKAGE_DIR) -> list[str]:
     removed = [rel for rel in all_files(root) if rel not in keep]
     for rel in removed:
         (root / rel).unlink()
-    for dirpath, dirnames, filenames in sorted(os.walk(root), key=lambda entry: -len(entry[0])):
+    for dirpath, _dirnames, _filenames in sorted(os.walk(root), key=lambda entry: -len(entry[0])):
         if dirpath != str(root) and not os.listdir(dirpath):
             os.rmdir(dirpath)
     return removed

@@ -60,8 +60,14 @@ TASKS = (
     Task("part1.microbatch_loss", "microbatch.py", "microbatch_loss", 1),
     Task("part1.naive_step", "schedules.py", "naive_step", 1),
     Task("part2.gpipe_step", "schedules.py", "gpipe_step", 2),
-    Task("part3.delayed_backward_step", "schedules.py", "delayed_backward_step", 3,
-         old_ids=("part3.one_f_one_b_step",), old_functions=("one_f_one_b_step",)),
+    Task(
+        "part3.delayed_backward_step",
+        "schedules.py",
+        "delayed_backward_step",
+        3,
+        old_ids=("part3.one_f_one_b_step",),
+        old_functions=("one_f_one_b_step",),
+    ),
     Task("part6.gpipe_actions", "per_stage.py", "gpipe_actions", 6),
     Task("part6.one_f_one_b_actions", "per_stage.py", "one_f_one_b_actions", 6),
     Task("part7.interleaved_actions", "per_stage.py", "interleaved_actions", 7),
@@ -108,10 +114,12 @@ class StepSchedule:
 
 STEP_SCHEDULES = {
     "naive": StepSchedule("naive", "A", "A naive", "part1.naive_step", "1"),
-    "gpipe": StepSchedule("gpipe", "B", "B GPipe", "part2.gpipe_step", "m", exact_in_flight=True,
-                          speed={4: 2.05, 8: 2.60}),
-    "delayed": StepSchedule("delayed", "C", "C delayed backward", "part3.delayed_backward_step", "min(2, m)",
-                            speed={4: 1.05, 8: 1.05}),
+    "gpipe": StepSchedule(
+        "gpipe", "B", "B GPipe", "part2.gpipe_step", "m", exact_in_flight=True, speed={4: 2.05, 8: 2.60}
+    ),
+    "delayed": StepSchedule(
+        "delayed", "C", "C delayed backward", "part3.delayed_backward_step", "min(2, m)", speed={4: 1.05, 8: 1.05}
+    ),
 }
 
 

@@ -5,6 +5,7 @@
 
 Prints the wall time of each run and the machine it ran on. Target: at most 60 s on 2 CPU cores.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,23 @@ def main() -> int:
     for extra in modes:
         for _ in range(args.repeat):
             start = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "pytest", "autograder", "--impl", "solutions", "-q",
-                                   "-p", "no:cacheprovider", *extra], cwd=ROOT, capture_output=True, text=True)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pytest",
+                    "autograder",
+                    "--impl",
+                    "solutions",
+                    "-q",
+                    "-p",
+                    "no:cacheprovider",
+                    *extra,
+                ],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+            )
             seconds = time.perf_counter() - start
             worst = max(worst, seconds)
             total = next((line for line in proc.stdout.splitlines() if line.startswith("Total")), "no score table")

@@ -1,12 +1,14 @@
 """Part 1: micro-batching (tasks ``part1.split_microbatches`` and ``part1.microbatch_loss``)."""
+
 from __future__ import annotations
 
 import torch
 from torch import nn
 
 
-def split_microbatches(inputs: torch.Tensor, targets: torch.Tensor,
-                       num_microbatches: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def split_microbatches(
+    inputs: torch.Tensor, targets: torch.Tensor, num_microbatches: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Split a batch along dimension 0 into ``num_microbatches`` ``(inputs, targets)`` pairs.
 
     * In order: concatenating the micro-batches gives back the batch.
@@ -27,8 +29,7 @@ def split_microbatches(inputs: torch.Tensor, targets: torch.Tensor,
     ### END SOLUTION
 
 
-def microbatch_loss(loss_fn: nn.Module, outputs: torch.Tensor, targets: torch.Tensor,
-                    batch_size: int) -> torch.Tensor:
+def microbatch_loss(loss_fn: nn.Module, outputs: torch.Tensor, targets: torch.Tensor, batch_size: int) -> torch.Tensor:
     """The micro-batch's share of the full-batch mean loss, as a tensor you can call ``.backward()`` on.
 
     ``loss_fn`` averages over its micro-batch (``reduction="mean"``). Summing the returned values

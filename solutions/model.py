@@ -3,6 +3,7 @@
 Everything here is deterministic given a seed, so a pipeline run and the reference see the
 same weights and the same data.
 """
+
 from __future__ import annotations
 
 import torch
@@ -31,8 +32,9 @@ class TransformerBlock(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
-def make_model(width: int = DEFAULT_WIDTH, depth: int = DEFAULT_DEPTH, seed: int = 0,
-               kind: str = "mlp") -> nn.Sequential:
+def make_model(
+    width: int = DEFAULT_WIDTH, depth: int = DEFAULT_DEPTH, seed: int = 0, kind: str = "mlp"
+) -> nn.Sequential:
     """Build the course model as an ``nn.Sequential`` of ``depth`` layers, on the CPU, in float32.
 
     ``kind="mlp"``: layers ``0..depth-2`` are ``Linear(width, width) + ReLU``, the last is a plain
@@ -58,8 +60,9 @@ def make_model(width: int = DEFAULT_WIDTH, depth: int = DEFAULT_DEPTH, seed: int
     return nn.Sequential(*layers)
 
 
-def make_batch(batch_size: int, width: int = DEFAULT_WIDTH, seed: int = 0, kind: str = "mlp",
-               seq_len: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+def make_batch(
+    batch_size: int, width: int = DEFAULT_WIDTH, seed: int = 0, kind: str = "mlp", seq_len: int = 8
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A synthetic regression batch ``(inputs, targets)``, float32, on the CPU.
 
     Shapes: ``(batch_size, width)`` for the MLP, ``(batch_size, seq_len, width)`` for the transformer.
@@ -78,8 +81,7 @@ def loss_function() -> nn.Module:
     return nn.MSELoss()
 
 
-def reference_step(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
-                   loss_fn: nn.Module) -> float:
+def reference_step(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, loss_fn: nn.Module) -> float:
     """One single-device, full-batch forward and backward: the ground truth for every schedule.
 
     Accumulates into ``param.grad`` (does not zero or step) and returns the mean loss.

@@ -28,6 +28,7 @@ Check your lists without torch (``autograder.schedules``)::
 
 and run them with one process per stage: ``python -m autograder.dist --impl assignment``.
 """
+
 from __future__ import annotations
 
 from autograder.schedules import Action
@@ -95,11 +96,15 @@ def interleaved_actions(rank: int, num_ranks: int, num_microbatches: int, stages
     ### BEGIN SOLUTION part7.interleaved_actions: 1F1B on a pipeline p*v stages long folded onto p ranks: micro-batches go through each chunk in groups of p, and the warm-up covers the wait for the first gradient through every later chunk
     p, m, v = num_ranks, num_microbatches, stages_per_rank
     if min(p, m, v) < 1 or not 0 <= rank < p:
-        raise ValueError(f"need 0 <= rank < num_ranks and positive sizes, got rank={rank}, num_ranks={p}, "
-                         f"num_microbatches={m}, stages_per_rank={v}")
+        raise ValueError(
+            f"need 0 <= rank < num_ranks and positive sizes, got rank={rank}, num_ranks={p}, "
+            f"num_microbatches={m}, stages_per_rank={v}"
+        )
     if v > 1 and m % p:
-        raise ValueError(f"interleaving needs num_microbatches to be a multiple of num_ranks: {m} micro-batches "
-                         f"on {p} ranks (use a multiple of {p}, or stages_per_rank=1)")
+        raise ValueError(
+            f"interleaving needs num_microbatches to be a multiple of num_ranks: {m} micro-batches "
+            f"on {p} ranks (use a multiple of {p}, or stages_per_rank=1)"
+        )
     if v == 1:
         return one_f_one_b_actions(rank, p, m)
     chunk_stage = [rank + c * p for c in range(v)]
@@ -112,7 +117,7 @@ def interleaved_actions(rank: int, num_ranks: int, num_microbatches: int, stages
     actions = [Action(s, "F", k) for s, k in forward_order[:warmup]]
     for step, (s, k) in enumerate(forward_order[warmup:]):
         actions += [Action(s, "F", k), Action(backward_order[step][0], "B", backward_order[step][1])]
-    actions += [Action(s, "B", k) for s, k in backward_order[m * v - warmup:]]
+    actions += [Action(s, "B", k) for s, k in backward_order[m * v - warmup :]]
     return actions
     ### END SOLUTION
 

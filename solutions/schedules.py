@@ -13,6 +13,7 @@ Every step function has the same contract:
 * Return the full-batch loss as a Python float. Call ``.item()`` once, at the end: on a GPU each
   ``.item()`` waits for the device, and waiting inside the loop would serialise the pipeline.
 """
+
 from __future__ import annotations
 
 import torch
@@ -29,8 +30,9 @@ def forward_through(stages: list[nn.Module], x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def naive_step(stages: list[nn.Module], inputs: torch.Tensor, targets: torch.Tensor,
-               loss_fn: nn.Module, num_microbatches: int) -> float:
+def naive_step(
+    stages: list[nn.Module], inputs: torch.Tensor, targets: torch.Tensor, loss_fn: nn.Module, num_microbatches: int
+) -> float:
     """Option A: one micro-batch at a time.
 
     Micro-batch k goes forward through every stage and then backward through every stage before
@@ -48,8 +50,9 @@ def naive_step(stages: list[nn.Module], inputs: torch.Tensor, targets: torch.Ten
     ### END SOLUTION
 
 
-def gpipe_step(stages: list[nn.Module], inputs: torch.Tensor, targets: torch.Tensor,
-               loss_fn: nn.Module, num_microbatches: int) -> float:
+def gpipe_step(
+    stages: list[nn.Module], inputs: torch.Tensor, targets: torch.Tensor, loss_fn: nn.Module, num_microbatches: int
+) -> float:
     """Option B (GPipe): every micro-batch forward through every stage, then every backward.
 
     Keep each micro-batch's loss until the backward phase. While stage s works on micro-batch k,
@@ -58,16 +61,19 @@ def gpipe_step(stages: list[nn.Module], inputs: torch.Tensor, targets: torch.Ten
     ### BEGIN SOLUTION part2.gpipe_step: first the forward of every micro-batch (keep their losses), then the backward of every micro-batch
     batch_size = inputs.shape[0]
     last = stage_device(stages[-1])
-    losses = [microbatch_loss(loss_fn, forward_through(stages, x), y.to(last), batch_size)
-              for x, y in split_microbatches(inputs, targets, num_microbatches)]
+    losses = [
+        microbatch_loss(loss_fn, forward_through(stages, x), y.to(last), batch_size)
+        for x, y in split_microbatches(inputs, targets, num_microbatches)
+    ]
     for loss in losses:
         loss.backward()
     return torch.stack([loss.detach() for loss in losses]).sum().item()
     ### END SOLUTION
 
 
-def delayed_backward_step(stages: list[nn.Module], inputs: torch.Tensor, targets: torch.Tensor,
-                          loss_fn: nn.Module, num_microbatches: int) -> float:
+def delayed_backward_step(
+    stages: list[nn.Module], inputs: torch.Tensor, targets: torch.Tensor, loss_fn: nn.Module, num_microbatches: int
+) -> float:
     """Option C (Part 5): the delayed-backward loop of the handout.
 
     For i in 0..m-1: forward micro-batch i through every stage; then, if i > 0, compute the loss of

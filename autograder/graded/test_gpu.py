@@ -11,6 +11,7 @@ naive schedule at p=2 (ideal 1.78x at m=8) and 1.5x at p>=4 (ideal 2.91x); Optio
 0.9x (it gains little; it must not be much slower). These margins are deliberately wide: they
 were set without a multi-GPU machine to measure on, so tighten them after the first measured run.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -19,7 +20,6 @@ import pytest
 import torch
 
 from autograder.practical import STEP_SCHEDULES
-
 
 GROUP = "gpu"
 WIDTH, DEPTH, BATCH, M = 4096, 8, 2048, 8
@@ -35,8 +35,17 @@ def gpus():
 
 def _median_ms(calls, schedule, p):
     function = STEP_SCHEDULES[schedule].function
-    data = calls.get("cuda_step_times", function, f"{function} on {p} GPUs", schedule=schedule, num_stages=p,
-                     num_microbatches=M, batch_size=BATCH, width=WIDTH, depth=DEPTH)
+    data = calls.get(
+        "cuda_step_times",
+        function,
+        f"{function} on {p} GPUs",
+        schedule=schedule,
+        num_stages=p,
+        num_microbatches=M,
+        batch_size=BATCH,
+        width=WIDTH,
+        depth=DEPTH,
+    )
     if data["error"]:
         pytest.fail(f"{schedule} on {p} GPUs: {data['error']}", pytrace=False)
     return statistics.median(data["ms"])
@@ -52,6 +61,9 @@ def test_real_speedup_over_naive(calls, gpus, schedule, need):
     speedup = naive / other
     print(f"{schedule} on {gpus} GPUs, m={M}: naive {naive:.2f} ms, {schedule} {other:.2f} ms, speedup {speedup:.2f}x")
     if speedup < need:
-        pytest.fail(f"{schedule} on {gpus} GPUs (m={M}): {other:.2f} ms per step against naive {naive:.2f} ms, "
-                    f"{speedup:.2f}x; expected at least {need}x. Does your loop call .item() or synchronise "
-                    f"inside the loop? That stops the host from queueing work on the next GPU.", pytrace=False)
+        pytest.fail(
+            f"{schedule} on {gpus} GPUs (m={M}): {other:.2f} ms per step against naive {naive:.2f} ms, "
+            f"{speedup:.2f}x; expected at least {need}x. Does your loop call .item() or synchronise "
+            f"inside the loop? That stops the host from queueing work on the next GPU.",
+            pytrace=False,
+        )

@@ -41,8 +41,12 @@ def test_split_bad_arguments(calls):
     x4, y4 = batch(4)
     bad = [dict(inputs=x4, targets=y4, m=m) for m in (0, -2, 5)] + [dict(inputs=x4, targets=y4[:3], m=1)]
     data = calls.get("split", "split_microbatches", "split_microbatches with bad arguments", cases=[], bad=bad)
-    names = ["split_microbatches(batch of 4, num_microbatches=0)", "split_microbatches(batch of 4, num_microbatches=-2)",
-             "split_microbatches(batch of 4, num_microbatches=5)", "split_microbatches(4 input rows, 3 target rows, 1)"]
+    names = [
+        "split_microbatches(batch of 4, num_microbatches=0)",
+        "split_microbatches(batch of 4, num_microbatches=-2)",
+        "split_microbatches(batch of 4, num_microbatches=5)",
+        "split_microbatches(4 input rows, 3 target rows, 1)",
+    ]
     for call, outcome in zip(names, data["bad"]):
         if not raised_value_error(outcome):
             what = "returned normally" if "raised" not in outcome else f"raised {outcome.get('message')}"
@@ -55,6 +59,12 @@ def test_microbatch_losses_add_up(calls, sizes):
     """each micro-batch's loss is its share of the full-batch mean loss (uneven sizes included)"""
     gen = torch.Generator().manual_seed(5 + 100 * len(sizes) + sum(sizes))
     outputs, targets = torch.randn(sum(sizes), 4, generator=gen), torch.randn(sum(sizes), 4, generator=gen)
-    data = calls.get("microbatch_loss", "microbatch_loss", f"microbatch_loss (micro-batch sizes {sizes})",
-                     outputs=outputs, targets=targets, sizes=sizes)
+    data = calls.get(
+        "microbatch_loss",
+        "microbatch_loss",
+        f"microbatch_loss (micro-batch sizes {sizes})",
+        outputs=outputs,
+        targets=targets,
+        sizes=sizes,
+    )
     expect(check_loss_parts(data["parts"], outputs, targets, sizes))

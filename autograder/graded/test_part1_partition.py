@@ -37,8 +37,18 @@ def _call(model: str, stages: int) -> str:
 def partitioned(calls):
     def get(model: str, stages: int, devices=None, backward=False, bad=None):
         widths = PARTITION_MODELS[model]
-        return calls.get("partition", "partition", _call(model, stages), widths=widths, num_stages=stages,
-                         devices=devices or ["cpu"] * stages, seed=SEED, backward=backward, bad=bad or [])
+        return calls.get(
+            "partition",
+            "partition",
+            _call(model, stages),
+            widths=widths,
+            num_stages=stages,
+            devices=devices or ["cpu"] * stages,
+            seed=SEED,
+            backward=backward,
+            bad=bad or [],
+        )
+
     return get
 
 
@@ -89,6 +99,8 @@ def test_devices_list_of_the_wrong_length(partitioned):
     layers = len(PARTITION_MODELS["E"]) - 1
     cases = [[2, ["cpu"]], [2, ["cpu"] * 3]]
     data = partitioned("E", 2, bad=cases)
-    expect(check_bad_calls(data, cases, "partition(model of {layers} layers, num_stages={stages}, "
-                                        "devices of length {devices})", layers))
-
+    expect(
+        check_bad_calls(
+            data, cases, "partition(model of {layers} layers, num_stages={stages}, devices of length {devices})", layers
+        )
+    )

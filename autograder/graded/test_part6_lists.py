@@ -29,18 +29,22 @@ LIST_SETTINGS = [(4, 8), (3, 5), (4, 2), (2, 1), (1, 3), (5, 7), (3, 3)]
 
 
 def graded(points: float):
-    return pytest.mark.parametrize("which", [pytest.param(w, marks=pytest.mark.points(points, group=GROUP), id=w)
-                                             for w in WHICH])
+    return pytest.mark.parametrize(
+        "which", [pytest.param(w, marks=pytest.mark.points(points, group=GROUP), id=w) for w in WHICH]
+    )
 
 
 @pytest.fixture(scope="module")
 def lists(calls):
     """``lists(which, p, m)``: the student's lists for every stage, parsed (fails the test otherwise)."""
+
     def get(which: str, p: int, m: int):
         spec = practical.ACTION_LISTS[which]
-        data = calls.get("action_lists", spec.function, spec.function, which=which,
-                         cases=[list(c) for c in LIST_SETTINGS])
+        data = calls.get(
+            "action_lists", spec.function, spec.function, which=which, cases=[list(c) for c in LIST_SETTINGS]
+        )
         return parsed_lists(data, which, p, m, LIST_SETTINGS)
+
     return get
 
 

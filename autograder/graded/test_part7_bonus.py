@@ -38,6 +38,7 @@ def bonus_lists(calls):
         cases = INTERLEAVED if which == "interleaved" else ZERO_BUBBLE
         data = calls.get("action_lists", spec.function, spec.function, which=which, cases=[list(c) for c in cases])
         return parsed_lists(data, which, case[0], case[1], cases, case[2] if which == "interleaved" else None)
+
     return get
 
 
@@ -46,8 +47,10 @@ def _settings(which: str) -> list[tuple]:
 
 
 def bonus(points: float):
-    return pytest.mark.parametrize("which", [pytest.param(w, marks=pytest.mark.points(points, group=GROUP), id=w)
-                                             for w in ("interleaved", "zero_bubble")])
+    return pytest.mark.parametrize(
+        "which",
+        [pytest.param(w, marks=pytest.mark.points(points, group=GROUP), id=w) for w in ("interleaved", "zero_bubble")],
+    )
 
 
 @bonus(1)
@@ -57,13 +60,20 @@ def test_bonus_lists_are_valid(bonus_lists, calls, which):
         expect(check_bonus_valid(bonus_lists(which, case), which, *case))
     if which == "interleaved":
         spec = practical.ACTION_LISTS[which]
-        data = calls.get("action_lists", spec.function, f"{spec.function} (m not a multiple of p)", which=which,
-                         cases=[list(NOT_A_MULTIPLE)])
+        data = calls.get(
+            "action_lists",
+            spec.function,
+            f"{spec.function} (m not a multiple of p)",
+            which=which,
+            cases=[list(NOT_A_MULTIPLE)],
+        )
         outcome = data["cases"][0]
         if not raised_value_error(outcome):
-            expect(f"{spec.function}(rank, 4, 6, 2): 6 micro-batches on 4 ranks cannot be interleaved; raise "
-                   f"ValueError with a one-line message (it " + ("returned lists)" if "value" in outcome else
-                                                                f"raised {outcome.get('message')})"))
+            expect(
+                f"{spec.function}(rank, 4, 6, 2): 6 micro-batches on 4 ranks cannot be interleaved; raise "
+                f"ValueError with a one-line message (it "
+                + ("returned lists)" if "value" in outcome else f"raised {outcome.get('message')})")
+            )
 
 
 @bonus(1)

@@ -36,10 +36,19 @@ def spec(schedule: str, p: int, m: int, batch: int, kind: str = "mlp", seed: int
 def graded(points: float | dict[str, float], settings: list, schedules: tuple[str, ...] = ALL):
     """Parametrize over (schedule, setting), each worth ``points`` (or ``points[schedule]``) in its
     schedule's row."""
-    return pytest.mark.parametrize("schedule,setting", [
-        pytest.param(s, setting, marks=pytest.mark.points(points[s] if isinstance(points, dict) else points, group=s),
-                     id=f"{s}-p{setting[0]}-m{setting[1]}-b{setting[2]}" + ("-tf" if setting[3] != "mlp" else ""))
-        for s in schedules for setting in settings])
+    return pytest.mark.parametrize(
+        "schedule,setting",
+        [
+            pytest.param(
+                s,
+                setting,
+                marks=pytest.mark.points(points[s] if isinstance(points, dict) else points, group=s),
+                id=f"{s}-p{setting[0]}-m{setting[1]}-b{setting[2]}" + ("-tf" if setting[3] != "mlp" else ""),
+            )
+            for s in schedules
+            for setting in settings
+        ],
+    )
 
 
 @graded(2, GRADIENTS)

@@ -27,22 +27,33 @@ from pathlib import Path
 
 from .. import practical
 from ..judge.text import csv_cell
-from .grade import GradeError, Graded, Settings, grade_submission
+from .grade import Graded, GradeError, Settings, grade_submission
 from .roster import RosterError, Submitter, parse_deadline, read_roster
 
 
 def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch", type=Path, help="grade every submission (folder or .zip) in this folder; a "
-                                                  "Gradescope export's submission_metadata.yml names the students")
+    parser.add_argument(
+        "--batch",
+        type=Path,
+        help="grade every submission (folder or .zip) in this folder; a "
+        "Gradescope export's submission_metadata.yml names the students",
+    )
     parser.add_argument("--csv", type=Path, default=Path("grades.csv"), help="gradebook for --batch")
     parser.add_argument("--out", type=Path, default=Path("results"), help="per-student results and logs for --batch")
     parser.add_argument("--jobs", type=int, default=1, help="gradings at once for --batch (default 1)")
     parser.add_argument("--force", action="store_true", help="with --batch, grade again students already graded")
-    parser.add_argument("--deadline", help="with --batch, ISO 8601 time with offset: a 'late' column from the "
-                                           "submission times in submission_metadata.yml")
-    parser.add_argument("--notebooks", type=Path, metavar="COURSE_DIR",
-                        help="with --batch, the nbgrader course (python -m autograder.instructor.course) whose "
-                             "notebook points join the gradebook, matched by folder name, SID or email")
+    parser.add_argument(
+        "--deadline",
+        help="with --batch, ISO 8601 time with offset: a 'late' column from the "
+        "submission times in submission_metadata.yml",
+    )
+    parser.add_argument(
+        "--notebooks",
+        type=Path,
+        metavar="COURSE_DIR",
+        help="with --batch, the nbgrader course (python -m autograder.instructor.course) whose "
+        "notebook points join the gradebook, matched by folder name, SID or email",
+    )
 
 
 def entries(folder: Path) -> dict[str, Path]:
@@ -59,8 +70,13 @@ def entries(folder: Path) -> dict[str, Path]:
 
 
 IDENTITY = ("student", "name", "sid", "email", "submitted_at", "late")
-NOTEBOOK = ("notebook_autograded", "notebook_max_autograded", "notebook_manual", "notebook_max_manual",
-            "notebook_status")
+NOTEBOOK = (
+    "notebook_autograded",
+    "notebook_max_autograded",
+    "notebook_manual",
+    "notebook_max_manual",
+    "notebook_status",
+)
 
 
 def _num(value) -> str:
@@ -75,8 +91,13 @@ def code_columns(doc: dict) -> dict[str, str]:
         points[key] = points.get(key, 0.0) + float(test.get("score", 0))
     row = {g.key: _num(points.get(g.title, 0.0)) for g in practical.GROUPS if g.scored}
     row["code_total"] = _num(doc.get("score", 0))
-    row["code_max"] = _num(sum(float(t.get("max_score", 0)) for t in doc.get("tests", [])
-                               if (t.get("tags") or [""])[0] != practical.GROUP["bonus"].title))
+    row["code_max"] = _num(
+        sum(
+            float(t.get("max_score", 0))
+            for t in doc.get("tests", [])
+            if (t.get("tags") or [""])[0] != practical.GROUP["bonus"].title
+        )
+    )
     return row
 
 
@@ -90,14 +111,24 @@ def notebook_columns(scores: dict | None) -> dict[str, str]:
     return cells | {"notebook_status": csv_cell(status)}
 
 
-def gradebook_row(student: str, person: Submitter, doc: dict, graded: Graded | None,
-                  deadline: dt.datetime | None, notebook: dict | None | bool = False) -> dict:
+def gradebook_row(
+    student: str,
+    person: Submitter,
+    doc: dict,
+    graded: Graded | None,
+    deadline: dt.datetime | None,
+    notebook: dict | None | bool = False,
+) -> dict:
     """One CSV row: identity, per-row code points, notebook points (``False``: not asked for), total,
     status, reason, integrity flags."""
-    row = {"student": student, "name": csv_cell(person.name), "sid": csv_cell(person.sid),
-           "email": csv_cell(person.email),
-           "submitted_at": person.submitted_at.isoformat() if person.submitted_at else "",
-           "late": person.late(deadline)}
+    row = {
+        "student": student,
+        "name": csv_cell(person.name),
+        "sid": csv_cell(person.sid),
+        "email": csv_cell(person.email),
+        "submitted_at": person.submitted_at.isoformat() if person.submitted_at else "",
+        "late": person.late(deadline),
+    }
     row |= code_columns(doc)
     total = float(doc.get("score", 0))
     if notebook is not False:
@@ -127,8 +158,10 @@ def _settings(args) -> tuple[dict[str, list[Submitter]] | None, dt.datetime | No
     scores = None
     if args.notebooks is not None:
         if not (args.notebooks / "nbgrader_config.py").is_file():
-            raise GradeError(f"--notebooks {args.notebooks}: not an nbgrader course (no nbgrader_config.py); make "
-                             f"it with python -m autograder.instructor.course init")
+            raise GradeError(
+                f"--notebooks {args.notebooks}: not an nbgrader course (no nbgrader_config.py); make "
+                f"it with python -m autograder.instructor.course init"
+            )
         from ..instructor.course import notebook_scores
 
         scores = notebook_scores(args.notebooks)
@@ -156,8 +189,10 @@ def run_batch(args, settings: Settings) -> int:
             notebook = False if scores is None else _notebook_for(scores, student, person)
             rows.append(gradebook_row(student, person, doc, graded.get(student), deadline, notebook))
     write_gradebook(args.csv, rows)
-    print(f"gradebook: {args.csv} ({len(rows)} rows for {len(students)} submissions, {len(todo)} graded now); "
-          f"results in {args.out}/")
+    print(
+        f"gradebook: {args.csv} ({len(rows)} rows for {len(students)} submissions, {len(todo)} graded now); "
+        f"results in {args.out}/"
+    )
     return 0
 
 
@@ -165,15 +200,20 @@ def _grade_all(todo: dict[str, Path], args, settings: Settings) -> dict[str, Gra
     """Grade ``todo``, ``args.jobs`` at a time, with a progress line (and ETA) per finished student."""
     start, graded = time.monotonic(), {}
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {pool.submit(grade_submission, path, args.out / f"{s}.json", settings, args.out / f"{s}.log"): s
-                   for s, path in todo.items()}
+        futures = {
+            pool.submit(grade_submission, path, args.out / f"{s}.json", settings, args.out / f"{s}.log"): s
+            for s, path in todo.items()
+        }
         for future in as_completed(futures):
             student = futures[future]
             graded[student] = result = future.result()
             elapsed = time.monotonic() - start
             eta = elapsed / len(graded) * (len(todo) - len(graded))
-            print(f"[{len(graded)}/{len(todo)}] {student}: {result.doc['score']:g} ({result.status}) "
-                  f"elapsed {elapsed:.0f} s, about {eta:.0f} s left", flush=True)
+            print(
+                f"[{len(graded)}/{len(todo)}] {student}: {result.doc['score']:g} ({result.status}) "
+                f"elapsed {elapsed:.0f} s, about {eta:.0f} s left",
+                flush=True,
+            )
     return graded
 
 

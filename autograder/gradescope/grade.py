@@ -32,8 +32,7 @@ from ..judge.text import clean, clean_line
 from . import results as R
 
 MAX_OUTPUT_CHARS = 8000
-JUDGE = ("import sys; sys.path.insert(0, sys.argv[1]); import pytest; "
-         "sys.exit(pytest.main(sys.argv[2:]))")
+JUDGE = "import sys; sys.path.insert(0, sys.argv[1]); import pytest; sys.exit(pytest.main(sys.argv[2:]))"
 
 
 class GradeError(Exception):
@@ -65,22 +64,51 @@ class Graded:
 
 
 def judge_command(staged: Staged, outcomes: Path, settings: Settings) -> list[str]:
-    return [settings.python, "-I", "-c", JUDGE, str(REPO_ROOT), "-q", "-p", "no:cacheprovider",
-            "-p", "autograder.judge.options", "-p", "pytest_timeout", f"--rootdir={REPO_ROOT}",
-            "-c", str(REPO_ROOT / "pyproject.toml"), "autograder", f"--impl={staged.root / staged.package}",
-            f"--outcomes={outcomes}", f"--budget={settings.budget:g}", f"--call-timeout={settings.call_timeout:g}",
-            *(["--hidden"] if settings.hidden else []), *settings.extra_args]
+    return [
+        settings.python,
+        "-I",
+        "-c",
+        JUDGE,
+        str(REPO_ROOT),
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "autograder.judge.options",
+        "-p",
+        "pytest_timeout",
+        f"--rootdir={REPO_ROOT}",
+        "-c",
+        str(REPO_ROOT / "pyproject.toml"),
+        "autograder",
+        f"--impl={staged.root / staged.package}",
+        f"--outcomes={outcomes}",
+        f"--budget={settings.budget:g}",
+        f"--call-timeout={settings.call_timeout:g}",
+        *(["--hidden"] if settings.hidden else []),
+        *settings.extra_args,
+    ]
 
 
 def run_judge(cmd: list[str], limit: float, log: Path) -> tuple[int | None, str]:
     """Run the judge in its own session, its output to ``log``; kill its whole group at ``limit``
     seconds. Returns (exit status or None when killed, why it was stopped)."""
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "HOME", "LD_LIBRARY_PATH",
-                                                        "CUDA_VISIBLE_DEVICES", "CUDA_HOME", "TMPDIR")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k in ("PATH", "LANG", "LC_ALL", "HOME", "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES", "CUDA_HOME", "TMPDIR")
+    }
     env.update(PYTHONDONTWRITEBYTECODE="1", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1", PYTHONHASHSEED="0")
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
         try:
             return proc.wait(timeout=limit), ""
         except subprocess.TimeoutExpired:
@@ -115,8 +143,11 @@ def read_outcomes(path: Path) -> tuple[list[R.Outcome], bool, list[dict]]:
         elif isinstance(record.get("leaderboard"), dict):
             entry = record["leaderboard"]
             if isinstance(entry.get("name"), str) and isinstance(entry.get("value"), (int, float)):
-                board[entry["name"]] = {"name": clean_line(entry["name"], 100), "value": float(entry["value"]),
-                                        "order": "asc" if entry.get("order") == "asc" else "desc"}
+                board[entry["name"]] = {
+                    "name": clean_line(entry["name"], 100),
+                    "value": float(entry["value"]),
+                    "order": "asc" if entry.get("order") == "asc" else "desc",
+                }
         elif record.get("finished"):
             finished = True
     return list(collected.values()), finished, list(board.values())
@@ -138,9 +169,11 @@ def student_output(outcomes: list[R.Outcome], staged: Staged | None, note: str) 
     return clean("\n".join(lines), MAX_OUTPUT_CHARS)
 
 
-def grade_submission(submission: Path, results_path: Path | None, settings: Settings = Settings(),
-                     log_path: Path | None = None) -> Graded:
+def grade_submission(
+    submission: Path, results_path: Path | None, settings: Settings | None = None, log_path: Path | None = None
+) -> Graded:
     """Grade one submission (folder or zip); write results.json; always returns a valid document."""
+    settings = settings or Settings()
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pp-grade-") as tmp:
         private = Path(tmp)
@@ -152,8 +185,9 @@ def grade_submission(submission: Path, results_path: Path | None, settings: Sett
             return _finish(graded, results_path)
         flags = integrity.scan_files(staged.sources)
         outcomes_file, judge_log = private / "outcomes.jsonl", private / "judge.log"
-        code, stopped = run_judge(judge_command(staged, outcomes_file, settings), settings.budget + STOP_MARGIN_S,
-                                  judge_log)
+        code, stopped = run_judge(
+            judge_command(staged, outcomes_file, settings), settings.budget + STOP_MARGIN_S, judge_log
+        )
         outcomes, finished, board = read_outcomes(outcomes_file)
         log = judge_log.read_text(encoding="utf-8", errors="replace")[-200_000:]
         graded = _assemble(outcomes, finished, code, stopped, staged, flags, start, log, board)
@@ -163,8 +197,17 @@ def grade_submission(submission: Path, results_path: Path | None, settings: Sett
     return _finish(graded, results_path)
 
 
-def _assemble(outcomes: list[R.Outcome], finished: bool, code: int | None, stopped: str, staged: Staged,
-              flags: list, start: float, log: str, board: list[dict]) -> Graded:
+def _assemble(
+    outcomes: list[R.Outcome],
+    finished: bool,
+    code: int | None,
+    stopped: str,
+    staged: Staged,
+    flags: list,
+    start: float,
+    log: str,
+    board: list[dict],
+) -> Graded:
     seconds = time.monotonic() - start
     if not outcomes:
         last = next((line for line in reversed(log.splitlines()) if line.strip()), "no output")
@@ -174,19 +217,34 @@ def _assemble(outcomes: list[R.Outcome], finished: bool, code: int | None, stopp
         reason = stopped or f"the autograder stopped before the end (exit status {code})"
         for o in outcomes:
             if not o.ended:
-                o.score, o.status, o.output = 0.0, "failed", f"not graded: {reason}; the tests that ended keep their points"
+                o.score, o.status, o.output = (
+                    0.0,
+                    "failed",
+                    f"not graded: {reason}; the tests that ended keep their points",
+                )
     note = f"Grading stopped early: {reason}." if reason else ""
-    extra = {"integrity": [str(f) for f in flags][:200], "integrity_summary": integrity.summary(flags),
-             "missing": staged.missing, "rejected": staged.rejected, "stopped": reason}
-    doc = R.results_document(outcomes, seconds, student_output(outcomes, staged, note), extra=extra,
-                             leaderboard=board)
+    extra = {
+        "integrity": [str(f) for f in flags][:200],
+        "integrity_summary": integrity.summary(flags),
+        "missing": staged.missing,
+        "rejected": staged.rejected,
+        "stopped": reason,
+    }
+    doc = R.results_document(outcomes, seconds, student_output(outcomes, staged, note), extra=extra, leaderboard=board)
     return Graded(doc, staged, flags, "partial" if reason else "graded", reason, log)
 
 
 def _failed(reason: str, start: float, staged: Staged | None = None, flags: list | None = None) -> Graded:
-    doc = {"score": 0.0, "execution_time": round(time.monotonic() - start, 3),
-           "output": clean(f"Grading failed: {reason}\nYour submission could not be graded; contact the course staff "
-                           f"if this persists."), "visibility": "visible", "stdout_visibility": "hidden", "tests": []}
+    doc = {
+        "score": 0.0,
+        "execution_time": round(time.monotonic() - start, 3),
+        "output": clean(
+            f"Grading failed: {reason}\nYour submission could not be graded; contact the course staff if this persists."
+        ),
+        "visibility": "visible",
+        "stdout_visibility": "hidden",
+        "tests": [],
+    }
     return Graded(doc, staged, flags or [], "failed", clean_line(reason))
 
 
@@ -194,8 +252,13 @@ def _finish(graded: Graded, results_path: Path | None) -> Graded:
     try:
         R.validate(graded.doc)
     except Exception as exc:  # noqa: BLE001 - a bug of ours: still leave a valid file
-        graded = Graded(_failed(f"internal error: {type(exc).__name__}", time.monotonic()).doc, graded.staged,
-                        graded.flags, "failed", "the results did not validate")
+        graded = Graded(
+            _failed(f"internal error: {type(exc).__name__}", time.monotonic()).doc,
+            graded.staged,
+            graded.flags,
+            "failed",
+            "the results did not validate",
+        )
     if results_path is not None:
         R.write_json(results_path, graded.doc)
     return graded
@@ -208,17 +271,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("submission", nargs="?", type=Path, help="a submission folder or .zip")
     parser.add_argument("--results", type=Path, default=Path("results.json"), help="where to write results.json")
     parser.add_argument("--no-hidden", action="store_true", help="skip the hidden tests")
-    parser.add_argument("--budget", "--timeout", type=float, default=DEFAULT_TOTAL_S, dest="budget",
-                        help=f"seconds for one whole grading (default {DEFAULT_TOTAL_S:g})")
-    parser.add_argument("--call-timeout", "--trial-timeout", type=float, default=20.0, dest="call_timeout",
-                        help="seconds for one call into student code (default 20)")
-    parser.add_argument("--select", default=None, metavar="EXPR",
-                        help="grade only the tests that pytest -k EXPR selects (to try the grader on a few tests)")
+    parser.add_argument(
+        "--budget",
+        "--timeout",
+        type=float,
+        default=DEFAULT_TOTAL_S,
+        dest="budget",
+        help=f"seconds for one whole grading (default {DEFAULT_TOTAL_S:g})",
+    )
+    parser.add_argument(
+        "--call-timeout",
+        "--trial-timeout",
+        type=float,
+        default=20.0,
+        dest="call_timeout",
+        help="seconds for one call into student code (default 20)",
+    )
+    parser.add_argument(
+        "--select",
+        default=None,
+        metavar="EXPR",
+        help="grade only the tests that pytest -k EXPR selects (to try the grader on a few tests)",
+    )
     parser.add_argument("--user", default=None, help=argparse.SUPPRESS)  # kept: a private uid is now automatic
     add_batch_arguments(parser)
     args = parser.parse_args(argv)
-    settings = Settings(hidden=not args.no_hidden, budget=args.budget, call_timeout=args.call_timeout,
-                        extra_args=["-k", args.select] if args.select else [])
+    settings = Settings(
+        hidden=not args.no_hidden,
+        budget=args.budget,
+        call_timeout=args.call_timeout,
+        extra_args=["-k", args.select] if args.select else [],
+    )
     if args.budget <= 0 or args.call_timeout <= 0:
         print("error: --budget and --call-timeout must be positive numbers of seconds", file=sys.stderr)
         return 2
@@ -241,7 +324,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"integrity (for TAs): {integrity.summary(graded.flags)}")
     print(f"results: {args.results}")
     return 0
-
 
 
 if __name__ == "__main__":

@@ -106,17 +106,36 @@ def _num(x: float) -> str:
     return f"{x:g}"
 
 
-def results_document(outcomes: list[Outcome], seconds: float, output: str = "", extra: dict | None = None,
-                     leaderboard: list[dict] | None = None) -> dict:
+def results_document(
+    outcomes: list[Outcome],
+    seconds: float,
+    output: str = "",
+    extra: dict | None = None,
+    leaderboard: list[dict] | None = None,
+) -> dict:
     score, _ = totals(outcomes)
     tests = []
     for number, o in numbered([o for o in outcomes if o.counted]):
-        tests.append({"name": clean(o.name, 300), "number": number, "score": o.score, "max_score": o.max_score,
-                      "status": "passed" if o.status == "passed" else "failed",
-                      "output": clean(o.output, MAX_TEST_OUTPUT), "tags": [clean(_title(o.group), 100)],
-                      "visibility": "after_due_date" if o.hidden else "visible"})
-    doc = {"score": round(score, 4), "execution_time": round(seconds, 3), "output": clean(output),
-           "visibility": "visible", "stdout_visibility": "hidden", "tests": tests}
+        tests.append(
+            {
+                "name": clean(o.name, 300),
+                "number": number,
+                "score": o.score,
+                "max_score": o.max_score,
+                "status": "passed" if o.status == "passed" else "failed",
+                "output": clean(o.output, MAX_TEST_OUTPUT),
+                "tags": [clean(_title(o.group), 100)],
+                "visibility": "after_due_date" if o.hidden else "visible",
+            }
+        )
+    doc = {
+        "score": round(score, 4),
+        "execution_time": round(seconds, 3),
+        "output": clean(output),
+        "visibility": "visible",
+        "stdout_visibility": "hidden",
+        "tests": tests,
+    }
     if extra:
         doc["extra_data"] = _cleaned(extra)
     if leaderboard:

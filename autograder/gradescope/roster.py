@@ -98,6 +98,9 @@ def read_roster(folder: Path) -> dict[str, list[Submitter]] | None:
             continue
         when = _time(record.get(":created_at"))
         people = record.get(":submitters") if isinstance(record.get(":submitters"), list) else []
-        roster[str(key)] = [Submitter(_text(p.get(":name")), _text(p.get(":sid")), _text(p.get(":email")), when)
-                            for p in people if isinstance(p, dict)] or [Submitter(submitted_at=when)]
+        roster[str(key)] = [
+            Submitter(_text(p.get(":name")), _text(p.get(":sid")), _text(p.get(":email")), when)
+            for p in people
+            if isinstance(p, dict)
+        ] or [Submitter(submitted_at=when)]
     return roster

@@ -72,8 +72,17 @@ SECBIT_KEEP_CAPS, SECBIT_NOROOT, SECBIT_NOROOT_LOCKED = 1 << 4, 1 << 0, 1 << 1
 SECBIT_NO_CAP_AMBIENT_RAISE, SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED = 1 << 6, 1 << 7
 AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 OPEN_BY_HANDLE_AT = {"x86_64": 304, "aarch64": 265}
-ETC_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf",
-             "/etc/hosts", "/etc/host.conf", "/etc/resolv.conf", "/etc/os-release")
+ETC_FILES = (
+    "/etc/ld.so.cache",
+    "/etc/localtime",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/nsswitch.conf",
+    "/etc/hosts",
+    "/etc/host.conf",
+    "/etc/resolv.conf",
+    "/etc/os-release",
+)
 
 
 class _Filter(ctypes.Structure):
@@ -100,8 +109,14 @@ def deny_open_by_handle() -> None:
     libc, prctl = _prctl()
     if prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise CapsError(f"no_new_privs: {os.strerror(ctypes.get_errno())}")
-    code = [(0x20, 0, 0, 4), (0x15, 0, 3, AUDIT_ARCH[machine]), (0x20, 0, 0, 0),
-            (0x15, 0, 1, OPEN_BY_HANDLE_AT[machine]), (0x06, 0, 0, 0x00050001), (0x06, 0, 0, 0x7FFF0000)]
+    code = [
+        (0x20, 0, 0, 4),
+        (0x15, 0, 3, AUDIT_ARCH[machine]),
+        (0x20, 0, 0, 0),
+        (0x15, 0, 1, OPEN_BY_HANDLE_AT[machine]),
+        (0x06, 0, 0, 0x00050001),
+        (0x06, 0, 0, 0x7FFF0000),
+    ]
     filters = (_Filter * len(code))(*[_Filter(*c) for c in code])
     program = _Program(len(code), filters)
     if prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(program), 0, 0) != 0:
@@ -113,8 +128,13 @@ def become_reading_uid(uid: int, gid: int) -> None:
     users may not, e.g. a Python under /root). Only safe under Landlock, which limits what can be
     read to its allowlist; ``open_by_handle_at`` is denied by seccomp."""
     libc, prctl = _prctl()
-    bits = SECBIT_KEEP_CAPS | SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE \
+    bits = (
+        SECBIT_KEEP_CAPS
+        | SECBIT_NOROOT
+        | SECBIT_NOROOT_LOCKED
+        | SECBIT_NO_CAP_AMBIENT_RAISE
         | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED
+    )
     if prctl(PR_SET_SECUREBITS, bits, 0, 0, 0) != 0:
         raise CapsError(f"cannot set securebits: {os.strerror(ctypes.get_errno())}")
     keep = {CAP_DAC_READ_SEARCH, CAP_SETGID, CAP_SETUID}

@@ -27,6 +27,7 @@ protected file inside an allowed folder is readable; UDP and pathname unix socke
 ABI <= 7 (a private uid and file permissions protect those); the rules bind the calling thread
 only (before ABI 8), so ``apply_landlock`` refuses a process that already runs other threads.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -37,8 +38,8 @@ import signal
 import stat
 import sys
 import sysconfig
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 try:
     import resource
@@ -46,8 +47,21 @@ except ImportError:  # not POSIX
     resource = None  # type: ignore[assignment]
 
 SYS_CREATE_RULESET, SYS_ADD_RULE, SYS_RESTRICT_SELF = 444, 445, 446  # the same on x86_64 and aarch64
-GENERIC_SYSCALLS = ("x86_64", "amd64", "i386", "i686", "aarch64", "arm64", "armv7l", "armv8l", "riscv64",
-                    "ppc64le", "ppc64", "s390x", "loongarch64")  # where those numbers hold (not alpha, mips)
+GENERIC_SYSCALLS = (
+    "x86_64",
+    "amd64",
+    "i386",
+    "i686",
+    "aarch64",
+    "arm64",
+    "armv7l",
+    "armv8l",
+    "riscv64",
+    "ppc64le",
+    "ppc64",
+    "s390x",
+    "loongarch64",
+)  # where those numbers hold (not alpha, mips)
 CREATE_RULESET_VERSION = 1 << 0
 RULE_PATH_BENEATH = 1
 PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 36, 38
@@ -69,11 +83,27 @@ DEVICE_RIGHTS = READ_FILE | WRITE_FILE | TRUNCATE | IOCTL_DEV | READ_DIR
 PROJECT_NAMES = ("autograder", "solutions", "assignment")
 PROJECT_PREFIXES = ("pipeline_practical", "_pipeline_practical", "__editable__")
 SITE_NAMES = ("site-packages", "dist-packages")
-SYSTEM_FOLDERS = ("/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib", "/usr/local/lib64",
-                  "/usr/share/zoneinfo", "/usr/local/nvidia", "/sys")
+SYSTEM_FOLDERS = (
+    "/lib",
+    "/lib64",
+    "/usr/lib",
+    "/usr/lib64",
+    "/usr/local/lib",
+    "/usr/local/lib64",
+    "/usr/share/zoneinfo",
+    "/usr/local/nvidia",
+    "/sys",
+)
 PUBLIC_FOLDERS = ("/etc",)  # only what any user may read: not /etc/shadow, even for a uid-0 sandbox
-SYSTEM_FILES = ("/dev/urandom", "/dev/random", "/dev/zero", "/proc/cpuinfo", "/proc/meminfo", "/proc/stat",
-                "/proc/driver/nvidia")
+SYSTEM_FILES = (
+    "/dev/urandom",
+    "/dev/random",
+    "/dev/zero",
+    "/proc/cpuinfo",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/driver/nvidia",
+)
 MAX_CARVE_DEPTH = 8
 
 
@@ -84,6 +114,7 @@ class ConfinementError(RuntimeError):
 @dataclass
 class Confinement:
     """What a confined process may still reach; everything else Landlock handles is denied."""
+
     read_only: list[str]
     read_write: list[str]
     devices_rw: list[str] = field(default_factory=list)
@@ -95,8 +126,11 @@ class Confinement:
 
 
 class _RulesetAttr(ctypes.Structure):
-    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
-                ("scoped", ctypes.c_uint64)]
+    _fields_ = [
+        ("handled_access_fs", ctypes.c_uint64),
+        ("handled_access_net", ctypes.c_uint64),
+        ("scoped", ctypes.c_uint64),
+    ]
 
 
 class _PathBeneathAttr(ctypes.Structure):
@@ -112,6 +146,7 @@ RULE_NET_PORT = 2  # LANDLOCK_RULE_NET_PORT
 
 
 # -- the kernel ------------------------------------------------------------------------------------
+
 
 def _syscall(number: int, *args) -> int:
     """libc ``syscall``; raises OSError with the kernel's errno."""
@@ -137,9 +172,11 @@ def _probe() -> tuple[int, str]:
     try:
         return _syscall(SYS_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(CREATE_RULESET_VERSION)), ""
     except OSError as exc:
-        why = {errno.ENOSYS: "the kernel has no Landlock (older than 5.13) or seccomp hides it",
-               errno.EOPNOTSUPP: "Landlock is built in but disabled (add landlock to the lsm= boot option)",
-               errno.EPERM: "a seccomp filter blocks Landlock"}
+        why = {
+            errno.ENOSYS: "the kernel has no Landlock (older than 5.13) or seccomp hides it",
+            errno.EOPNOTSUPP: "Landlock is built in but disabled (add landlock to the lsm= boot option)",
+            errno.EPERM: "a seccomp filter blocks Landlock",
+        }
         return 0, why.get(exc.errno, f"landlock_create_ruleset: {exc.strerror}")
 
 
@@ -173,6 +210,7 @@ def _threads() -> int:
 
 # -- Landlock --------------------------------------------------------------------------------------
 
+
 def _handled_fs(abi: int) -> int:
     rights = ABI1_FS
     rights |= REFER if abi >= 2 else 0
@@ -191,8 +229,13 @@ def _allow(ruleset: int, path: str, rights: int) -> None:
             rights &= FILE_RIGHTS  # folder rights on a file: EINVAL
         if rights:
             rule = _PathBeneathAttr(rights, fd)
-            _syscall(SYS_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(RULE_PATH_BENEATH), ctypes.byref(rule),
-                     ctypes.c_uint32(0))
+            _syscall(
+                SYS_ADD_RULE,
+                ctypes.c_int(ruleset),
+                ctypes.c_int(RULE_PATH_BENEATH),
+                ctypes.byref(rule),
+                ctypes.c_uint32(0),
+            )
     except OSError as exc:
         raise ConfinementError(f"Landlock refused a rule for {path}: {exc.strerror}") from None
     finally:
@@ -223,8 +266,10 @@ def apply_landlock(c: Confinement) -> str:
         return f"no Landlock ({why}): files, network and signals are not confined"
     threads = _threads()
     if threads > 1:
-        raise ConfinementError(f"cannot confine a process that runs {threads} threads: Landlock binds only the "
-                               f"calling thread, so apply it before any thread starts")
+        raise ConfinementError(
+            f"cannot confine a process that runs {threads} threads: Landlock binds only the "
+            f"calling thread, so apply it before any thread starts"
+        )
     handled = _handled_fs(abi)
     net = NET_BIND_TCP | NET_CONNECT_TCP if c.block_network and abi >= 4 else 0
     scoped = 0
@@ -237,8 +282,12 @@ def apply_landlock(c: Confinement) -> str:
     except OSError as exc:
         raise ConfinementError(f"landlock_create_ruleset failed: {exc.strerror}") from None
     try:
-        for paths, rights in ((c.read_only, READ_RIGHTS), (c.list_only, READ_DIR), (c.read_write, WRITE_RIGHTS),
-                              (c.devices_rw, DEVICE_RIGHTS)):
+        for paths, rights in (
+            (c.read_only, READ_RIGHTS),
+            (c.list_only, READ_DIR),
+            (c.read_write, WRITE_RIGHTS),
+            (c.devices_rw, DEVICE_RIGHTS),
+        ):
             for path in paths:
                 _allow(ruleset, str(path), rights & handled)
         for port in c.tcp_bind_ports if net else ():
@@ -259,13 +308,19 @@ def apply_landlock(c: Confinement) -> str:
 
 def _allow_port(ruleset: int, port: int) -> None:
     try:
-        _syscall(SYS_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(RULE_NET_PORT),
-                 ctypes.byref(_NetPortAttr(NET_BIND_TCP, port)), ctypes.c_uint32(0))
+        _syscall(
+            SYS_ADD_RULE,
+            ctypes.c_int(ruleset),
+            ctypes.c_int(RULE_NET_PORT),
+            ctypes.byref(_NetPortAttr(NET_BIND_TCP, port)),
+            ctypes.c_uint32(0),
+        )
     except OSError as exc:
         raise ConfinementError(f"Landlock refused a rule for TCP port {port}: {exc.strerror}") from None
 
 
 # -- what a Python + torch process needs -----------------------------------------------------------
+
 
 def _real(path: str) -> str:
     return os.path.realpath(path)
@@ -285,6 +340,7 @@ def _listdir(path: str) -> list[str]:
 def _site_folders() -> list[str]:
     """The running interpreter's site-packages folders (and its base interpreter's), real paths."""
     import site
+
     found: list[str] = []
     try:
         found += site.getsitepackages()
@@ -292,8 +348,12 @@ def _site_folders() -> list[str]:
         pass
     if site.ENABLE_USER_SITE:
         found.append(site.getusersitepackages())
-    base = {"base": sys.base_prefix, "platbase": sys.base_exec_prefix, "installed_base": sys.base_prefix,
-            "installed_platbase": sys.base_exec_prefix}
+    base = {
+        "base": sys.base_prefix,
+        "platbase": sys.base_exec_prefix,
+        "installed_base": sys.base_prefix,
+        "installed_platbase": sys.base_exec_prefix,
+    }
     for paths in (sysconfig.get_paths(), sysconfig.get_paths(vars=base)):
         found += [paths["purelib"], paths["platlib"]]
     found += [p for p in sys.path if p and os.path.basename(p.rstrip("/")) in SITE_NAMES]
@@ -306,8 +366,13 @@ def _project_entry(name: str) -> bool:
 
 
 def _system_candidates() -> list[str]:
-    names = [sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib"),
-             sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("DESTSHARED"), *SYSTEM_FOLDERS]
+    names = [
+        sysconfig.get_path("stdlib"),
+        sysconfig.get_path("platstdlib"),
+        sysconfig.get_config_var("LIBDIR"),
+        sysconfig.get_config_var("DESTSHARED"),
+        *SYSTEM_FOLDERS,
+    ]
     names += sorted(glob.glob("/usr/local/cuda*")) + _library_folders()
     return [n for n in names if n and n != "/" and os.path.exists(n)]
 
@@ -414,8 +479,9 @@ def default_devices() -> list[str]:
     return [p for p in ["/dev/null", *sorted(glob.glob("/dev/nvidia*"))] if os.path.exists(p)]
 
 
-def default_confinement(read_write: Sequence[str], extra_read_only: Sequence[str] = (), *,
-                        exclude: Sequence[str] = ()) -> Confinement:
+def default_confinement(
+    read_write: Sequence[str], extra_read_only: Sequence[str] = (), *, exclude: Sequence[str] = ()
+) -> Confinement:
     """The sandbox's usual confinement: ``default_read_only``, list-only site folders, the devices.
 
     Also writable: this process's /proc/<pid>/task, where threads get their names (the CUDA driver
@@ -427,6 +493,7 @@ def default_confinement(read_write: Sequence[str], extra_read_only: Sequence[str
 
 
 # -- resource limits -------------------------------------------------------------------------------
+
 
 def _cap(name: str, value: int) -> bool:
     which = getattr(resource, name, None) if resource is not None else None
@@ -442,16 +509,22 @@ def _cap(name: str, value: int) -> bool:
         return False
 
 
-def set_limits(memory_bytes: int | None, file_bytes: int | None, max_processes: int | None,
-               open_files: int = 1024) -> list[str]:
+def set_limits(
+    memory_bytes: int | None, file_bytes: int | None, max_processes: int | None, open_files: int = 1024
+) -> list[str]:
     """RLIMIT_AS, _FSIZE, _NPROC, _NOFILE (None or <= 0: unchanged), RLIMIT_CORE = 0; ignore SIGXFSZ.
 
     Writing past ``file_bytes`` then fails with EFBIG instead of killing the process. Returns the
     names of the limits that could not be set (empty when all were).
     """
     failed = []
-    for name, value in (("RLIMIT_CORE", 0), ("RLIMIT_AS", memory_bytes), ("RLIMIT_FSIZE", file_bytes),
-                        ("RLIMIT_NPROC", max_processes), ("RLIMIT_NOFILE", open_files)):
+    for name, value in (
+        ("RLIMIT_CORE", 0),
+        ("RLIMIT_AS", memory_bytes),
+        ("RLIMIT_FSIZE", file_bytes),
+        ("RLIMIT_NPROC", max_processes),
+        ("RLIMIT_NOFILE", open_files),
+    ):
         if value is None or (value <= 0 and name != "RLIMIT_CORE"):
             continue
         if not _cap(name, int(value)):

@@ -8,11 +8,11 @@ import traceback
 
 KNOWN_ERRORS = {  # fragment of a torch error -> what it usually means in this practical
     "backward through the graph a second time": "a micro-batch's backward ran twice: call backward() once per "
-                                                "micro-batch",
+    "micro-batch",
     "does not require grad and does not have a grad_fn": "the loss is cut off from the graph: do not detach "
-                                                          "activations or call .item() on them",
+    "activations or call .item() on them",
     "Expected all tensors to be on the same device": "move each activation (and the targets) to the stage's device "
-                                                     "with .to()",
+    "with .to()",
     "graph is gone": "a micro-batch's backward ran twice: call backward() once per micro-batch",
 }
 MAX_LINE = 600

@@ -31,8 +31,8 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from . import confine
 
@@ -43,8 +43,10 @@ IDENTITIES = ("uid", "uid-read", "nocaps", "same")
 KEPT_ENV = ("LANG", "LC_ALL", "JPY_PARENT_PID", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH")
 # python -I: no PYTHONPATH, no user site, no script or current folder on sys.path (the notebook's
 # folder holds the student's files). The public autograder is imported from the grader's copy.
-BOOTSTRAP = ("import sys; sys.path.insert(0, sys.argv[1]); "
-             "from autograder.harness.kernel import main; sys.exit(main(sys.argv[2:]))")
+BOOTSTRAP = (
+    "import sys; sys.path.insert(0, sys.argv[1]); "
+    "from autograder.harness.kernel import main; sys.exit(main(sys.argv[2:]))"
+)
 
 
 class KernelSetupError(RuntimeError):
@@ -93,14 +95,29 @@ class KernelConfig:
 
 def kernel_argv(src: str, config_path: str, python: str | None = None) -> list[str]:
     """The kernelspec's ``argv``: this module, imported from ``src``, in an isolated interpreter."""
-    return [python or sys.executable, "-I", "-B", "-c", BOOTSTRAP, src, "-f", "{connection_file}",
-            "--config", config_path]
+    return [
+        python or sys.executable,
+        "-I",
+        "-B",
+        "-c",
+        BOOTSTRAP,
+        src,
+        "-f",
+        "{connection_file}",
+        "--config",
+        config_path,
+    ]
 
 
 def kernelspec(src: str, config_path: str, python: str | None = None) -> dict:
     """The ``kernel.json`` of the sandboxed kernel (``KERNEL_NAME``)."""
-    return {"argv": kernel_argv(src, config_path, python), "display_name": "Practical 9 (sandboxed grading)",
-            "language": "python", "interrupt_mode": "signal", "metadata": {"debugger": False}}
+    return {
+        "argv": kernel_argv(src, config_path, python),
+        "display_name": "Practical 9 (sandboxed grading)",
+        "language": "python",
+        "interrupt_mode": "signal",
+        "metadata": {"debugger": False},
+    }
 
 
 def install(folder: str, src: str, config: KernelConfig) -> str:
@@ -131,8 +148,9 @@ def _read_json(path: str, what: str) -> dict:
 def kernel_ports(connection: dict) -> list[int]:
     """The five TCP ports of a Jupyter connection file; refuses the ``ipc`` transport."""
     if connection.get("transport", "tcp") != "tcp":
-        raise KernelSetupError(f"the sandboxed kernel needs Jupyter's tcp transport, "
-                               f"not {connection.get('transport')!r}")
+        raise KernelSetupError(
+            f"the sandboxed kernel needs Jupyter's tcp transport, not {connection.get('transport')!r}"
+        )
     try:
         ports = [int(connection[key]) for key in PORT_KEYS]
     except (KeyError, TypeError, ValueError):
@@ -184,19 +202,32 @@ def _environment(config: KernelConfig) -> None:
     os.environ.clear()
     os.environ.update(kept)
     os.environ.update(
-        HOME=scratch, TMPDIR=os.path.join(scratch, "tmp"), PATH="/usr/bin:/bin", LANG=kept.get("LANG", "C.UTF-8"),
-        OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1",
-        IPYTHONDIR=os.path.join(scratch, ".ipython"), MPLCONFIGDIR=os.path.join(scratch, ".matplotlib"),
-        JUPYTER_CONFIG_DIR=os.path.join(scratch, ".jupyter"), JUPYTER_DATA_DIR=os.path.join(scratch, ".jupyter"),
-        JUPYTER_RUNTIME_DIR=os.path.join(scratch, ".jupyter"), JUPYTER_CONFIG_PATH="", JUPYTER_PATH="",
-        JUPYTER_PLATFORM_DIRS="0", PRACTICAL9_ROOT=config.package_dir, PRACTICAL9_PACKAGE=config.package,
-        PRACTICAL9_FIGURES=os.path.join(scratch, "figures"))
+        HOME=scratch,
+        TMPDIR=os.path.join(scratch, "tmp"),
+        PATH="/usr/bin:/bin",
+        LANG=kept.get("LANG", "C.UTF-8"),
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        PYTHONDONTWRITEBYTECODE="1",
+        IPYTHONDIR=os.path.join(scratch, ".ipython"),
+        MPLCONFIGDIR=os.path.join(scratch, ".matplotlib"),
+        JUPYTER_CONFIG_DIR=os.path.join(scratch, ".jupyter"),
+        JUPYTER_DATA_DIR=os.path.join(scratch, ".jupyter"),
+        JUPYTER_RUNTIME_DIR=os.path.join(scratch, ".jupyter"),
+        JUPYTER_CONFIG_PATH="",
+        JUPYTER_PATH="",
+        JUPYTER_PLATFORM_DIRS="0",
+        PRACTICAL9_ROOT=config.package_dir,
+        PRACTICAL9_PACKAGE=config.package,
+        PRACTICAL9_FIGURES=os.path.join(scratch, "figures"),
+    )
 
 
 def rules_for(config: KernelConfig) -> confine.Confinement:
     """The Landlock rules of the kernel (call it in the kernel: they name its /proc entry)."""
-    rules = confine.default_confinement([config.scratch], [config.src, config.notebook_dir],
-                                        exclude=[p for p in config.protect if p])
+    rules = confine.default_confinement(
+        [config.scratch], [config.src, config.notebook_dir], exclude=[p for p in config.protect if p]
+    )
     if config.identity == "uid-read":  # it may read what file permissions hide: /etc only file by file
         from .caps import ETC_FILES
 
@@ -230,8 +261,10 @@ def confine_kernel(config: KernelConfig, ports: Sequence[int]) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m autograder.harness.kernel",
-                                     description="The sandboxed kernel that grades a practical 9 notebook.")
+    parser = argparse.ArgumentParser(
+        prog="python -m autograder.harness.kernel",
+        description="The sandboxed kernel that grades a practical 9 notebook.",
+    )
     parser.add_argument("-f", dest="connection_file", required=True, help="Jupyter's connection file")
     parser.add_argument("--config", required=True, help="the grader's kernel config (JSON)")
     return parser

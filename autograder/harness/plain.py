@@ -18,8 +18,11 @@ def plain_value(value: Any) -> Any:
         return value
     if isinstance(value, torch.Tensor):
         t = value.detach()
-        return {"tensor": t.to("cpu", copy=True) if t.numel() <= 4096 else None, "shape": list(t.shape),
-                "dtype": str(t.dtype).removeprefix("torch.")}
+        return {
+            "tensor": t.to("cpu", copy=True) if t.numel() <= 4096 else None,
+            "shape": list(t.shape),
+            "dtype": str(t.dtype).removeprefix("torch."),
+        }
     if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real):

@@ -69,24 +69,29 @@ class CallContext:
         return describe_exception(exc, self.package)
 
 
-def _outcome(ctx: CallContext, call: Callable[[], Any]) -> dict:
-    """``{"value": ...}`` or ``{"raised": type name, "value_error": is it a ValueError (or a
+def _outcome(ctx: CallContext, call: Callable[..., Any], *args: Any, keep: bool = True) -> dict:
+    """``call(*args)`` as ``{"value": ...}`` (``None`` unless ``keep``: a call made only to see
+    whether it raises) or ``{"raised": type name, "value_error": is it a ValueError (or a
     subclass), "message": one line}``."""
     try:
-        return {"value": call()}
+        value = call(*args)
+        return {"value": value if keep else None}
     except Exception as exc:  # noqa: BLE001 - student code: any exception is a result
         return {"raised": type(exc).__name__, "value_error": isinstance(exc, ValueError), "message": ctx.describe(exc)}
 
 
-def _ignore(_value: Any) -> None:
-    """A call made only to see whether it raises."""
-    return None
-
-
 # -- Part 1 ----------------------------------------------------------------------------------------
 
-def probe_partition(ctx: CallContext, widths: list[int], num_stages: int, devices: list[str], seed: int,
-                    bad: list[list] | None = None, backward: bool = False) -> dict:
+
+def probe_partition(
+    ctx: CallContext,
+    widths: list[int],
+    num_stages: int,
+    devices: list[str],
+    seed: int,
+    bad: list[list] | None = None,
+    backward: bool = False,
+) -> dict:
     """Partition ``Linear(widths[i], widths[i + 1])`` layers (seeded) into ``num_stages`` stages on
     ``devices``. Returns, per stage, its parameters (values on the CPU, ``None`` for meta tensors)
     and their devices; with ``backward``, the model's own gradients after one backward through the
@@ -111,8 +116,9 @@ def probe_partition(ctx: CallContext, widths: list[int], num_stages: int, device
         data["error"] = ctx.describe(exc)
     for stages_asked, devices_given in bad or []:
         fresh = _linear_chain(widths, seed)
-        data["bad"].append(_outcome(ctx, lambda: _ignore(partition(fresh, stages_asked,
-                                                                   [torch.device(d) for d in devices_given]))))
+        data["bad"].append(
+            _outcome(ctx, partition, fresh, stages_asked, [torch.device(d) for d in devices_given], keep=False)
+        )
     return data
 
 
@@ -129,11 +135,15 @@ def _runs_in_order(ctx: CallContext, stages: list, x: torch.Tensor, expected: to
             try:
                 x = stage(x)
             except Exception as exc:  # noqa: BLE001 - student code
-                return (f"stage {i} (a {type(stage).__name__}) cannot be called on an activation ({ctx.describe(exc)}); "
-                        f"make each stage an nn.Sequential of its layers, so that stage(x) runs them in order")
+                return (
+                    f"stage {i} (a {type(stage).__name__}) cannot be called on an activation ({ctx.describe(exc)}); "
+                    f"make each stage an nn.Sequential of its layers, so that stage(x) runs them in order"
+                )
     if not isinstance(x, torch.Tensor) or x.shape != expected.shape or not torch.allclose(x.float(), expected):
-        return ("calling the stages one after the other does not give the model's output; each stage must be an "
-                "nn.Sequential running its layers in the model's order")
+        return (
+            "calling the stages one after the other does not give the model's output; each stage must be an "
+            "nn.Sequential running its layers in the model's order"
+        )
     return None
 
 
@@ -141,9 +151,11 @@ def _describe_stage(stage: Any) -> dict:
     if not isinstance(stage, nn.Module):
         return {"type": type(stage).__name__, "params": [], "devices": []}
     params = list(stage.parameters())
-    return {"type": type(stage).__name__,
-            "params": [None if p.device.type == "meta" else p.detach().to("cpu", copy=True) for p in params],
-            "devices": [str(p.device) for p in params]}
+    return {
+        "type": type(stage).__name__,
+        "params": [None if p.device.type == "meta" else p.detach().to("cpu", copy=True) for p in params],
+        "devices": [str(p.device) for p in params],
+    }
 
 
 def probe_split(ctx: CallContext, cases: list[dict], bad: list[dict] | None = None) -> dict:
@@ -151,11 +163,11 @@ def probe_split(ctx: CallContext, cases: list[dict], bad: list[dict] | None = No
     split = ctx.function("part1.split_microbatches")
     results = []
     for case in cases:
-        outcome = _outcome(ctx, lambda: split(case["inputs"], case["targets"], case["m"]))
+        outcome = _outcome(ctx, split, case["inputs"], case["targets"], case["m"])
         if "value" in outcome:
             outcome["value"] = _pieces(outcome["value"])
         results.append(outcome)
-    failures = [_outcome(ctx, lambda: _ignore(split(b["inputs"], b["targets"], b["m"]))) for b in bad or []]
+    failures = [_outcome(ctx, split, b["inputs"], b["targets"], b["m"], keep=False) for b in bad or []]
     return {"error": None, "cases": results, "bad": failures}
 
 
@@ -177,10 +189,10 @@ def probe_microbatch_loss(ctx: CallContext, outputs: torch.Tensor, targets: torc
     mb_loss = ctx.function("part1.microbatch_loss")
     loss_fn, n, row, parts = nn.MSELoss(), sum(sizes), 0, []
     for size in sizes:
-        out = outputs[row:row + size].clone().requires_grad_(True)
+        out = outputs[row : row + size].clone().requires_grad_(True)
 
         def call(out=out, size=size, row=row):
-            value = mb_loss(loss_fn, out, targets[row:row + size], n)
+            value = mb_loss(loss_fn, out, targets[row : row + size], n)
             if not isinstance(value, torch.Tensor):
                 return {"value": plain_value(value), "grad": None}
             grad = None
@@ -195,8 +207,16 @@ def probe_microbatch_loss(ctx: CallContext, outputs: torch.Tensor, targets: torc
 
 # -- Options A, B, C ---------------------------------------------------------------------------------
 
-def probe_schedule(ctx: CallContext, schedule: str, inputs: torch.Tensor, targets: torch.Tensor, sizes: list[int],
-                   params: list[list[torch.Tensor]], sentinel: list[list[torch.Tensor]]) -> dict:
+
+def probe_schedule(
+    ctx: CallContext,
+    schedule: str,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    sizes: list[int],
+    params: list[list[torch.Tensor]],
+    sentinel: list[list[torch.Tensor]],
+) -> dict:
     """One step of the student's schedule on remote stages (their work runs in the judge).
 
     ``params``/``sentinel``: per stage, the values and the gradients already present of the stage's
@@ -224,12 +244,15 @@ def probe_schedule(ctx: CallContext, schedule: str, inputs: torch.Tensor, target
     executor.flush()
     data["grads"] = [[q.grad for q in shadow] for shadow in shadows]
     data["values"] = [[q.detach() for q in shadow] for shadow in shadows]
-    data["same_params"] = [list(stage.parameters()) == shadow and all(a is b for a, b in zip(stage.parameters(), shadow))
-                           for stage, shadow in zip(stages, shadows)]
+    data["same_params"] = [
+        list(stage.parameters()) == shadow and all(a is b for a, b in zip(stage.parameters(), shadow))
+        for stage, shadow in zip(stages, shadows)
+    ]
     return data
 
 
 # -- Parts 6 and 7 -----------------------------------------------------------------------------------
+
 
 def probe_action_lists(ctx: CallContext, which: str, cases: list[list[int]]) -> dict:
     """The student's list function for every stage (or rank) of each case ``[p, m]`` (``[p, m, v]``
@@ -239,15 +262,21 @@ def probe_action_lists(ctx: CallContext, which: str, cases: list[list[int]]) -> 
     results = []
     for case in cases:
         p = case[0]
-        outcome = _outcome(ctx, lambda: [_action_list(fn, spec.function, rank, case) for rank in range(p)])
+        outcome = _outcome(ctx, _action_lists, fn, spec.function, case, p)
         results.append(outcome)
     return {"error": None, "cases": results}
+
+
+def _action_lists(fn: Callable, name: str, case: list[int], ranks: int) -> list[list]:
+    return [_action_list(fn, name, rank, case) for rank in range(ranks)]
 
 
 def _action_list(fn: Callable, name: str, rank: int, case: list[int]) -> list:
     returned = fn(rank, *case)
     if isinstance(returned, (str, bytes)) or not hasattr(returned, "__iter__"):
-        raise TypeError(f"{name}({rank}, ...) returned {type(returned).__name__}; return a list of Action(stage, kind, mb)")
+        raise TypeError(
+            f"{name}({rank}, ...) returned {type(returned).__name__}; return a list of Action(stage, kind, mb)"
+        )
     items = list(itertools.islice(iter(returned), MAX_ACTIONS + 1))
     if len(items) > MAX_ACTIONS:
         raise ValueError(f"{name}({rank}, ...) returned more than {MAX_ACTIONS} actions")
@@ -256,8 +285,18 @@ def _action_list(fn: Callable, name: str, rank: int, case: list[int]) -> list:
 
 # -- GPUs (0 points) ---------------------------------------------------------------------------------
 
-def probe_cuda_step_times(ctx: CallContext, schedule: str, num_stages: int, num_microbatches: int,
-                          batch_size: int, width: int, depth: int, steps: int = 5, warmup: int = 2) -> dict:
+
+def probe_cuda_step_times(
+    ctx: CallContext,
+    schedule: str,
+    num_stages: int,
+    num_microbatches: int,
+    batch_size: int,
+    width: int,
+    depth: int,
+    steps: int = 5,
+    warmup: int = 2,
+) -> dict:
     """Milliseconds of ``steps`` steps of the student's schedule on ``cuda:0..p-1`` (real modules, not
     proxies: this measures real overlap), each timed with CUDA events after synchronising every device."""
     model_module = importlib.import_module(f"{ctx.package}.model")
@@ -268,10 +307,12 @@ def probe_cuda_step_times(ctx: CallContext, schedule: str, num_stages: int, num_
     base, extra = divmod(len(layers), num_stages)
     for s in range(num_stages):
         size = base + (1 if s < extra else 0)
-        stages.append(nn.Sequential(*layers[start:start + size]).to(devices[s]))
+        stages.append(nn.Sequential(*layers[start : start + size]).to(devices[s]))
         start += size
-    sizes = [batch_size // num_microbatches + (1 if k < batch_size % num_microbatches else 0)
-             for k in range(num_microbatches)]
+    sizes = [
+        batch_size // num_microbatches + (1 if k < batch_size % num_microbatches else 0)
+        for k in range(num_microbatches)
+    ]
     substitutes = {"microbatch": provided.make_module(sizes, f"{ctx.package}.microbatch")}
     step = ctx.function(practical.STEP_SCHEDULES[schedule].task, substitutes)
     data: dict = {"error": None, "ms": []}

@@ -21,21 +21,25 @@ def make_module(sizes: list[int], name: str) -> types.ModuleType:
     module = types.ModuleType(name, __doc__)
     expected = list(sizes)
 
-    def split_microbatches(inputs: torch.Tensor, targets: torch.Tensor,
-                           num_microbatches: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def split_microbatches(
+        inputs: torch.Tensor, targets: torch.Tensor, num_microbatches: int
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         if num_microbatches != len(expected) or inputs.shape[0] != sum(expected):
-            raise ValueError(f"this trial splits {sum(expected)} rows into {len(expected)} micro-batches, "
-                             f"not {inputs.shape[0]} rows into {num_microbatches}")
+            raise ValueError(
+                f"this trial splits {sum(expected)} rows into {len(expected)} micro-batches, "
+                f"not {inputs.shape[0]} rows into {num_microbatches}"
+            )
         if targets.shape[0] != inputs.shape[0]:
             raise ValueError(f"{inputs.shape[0]} input rows and {targets.shape[0]} target rows: they must match")
         pieces, row = [], 0
         for size in expected:
-            pieces.append((inputs[row:row + size], targets[row:row + size]))
+            pieces.append((inputs[row : row + size], targets[row : row + size]))
             row += size
         return pieces
 
-    def microbatch_loss(loss_fn: nn.Module, outputs: torch.Tensor, targets: torch.Tensor,
-                        batch_size: int) -> torch.Tensor:
+    def microbatch_loss(
+        loss_fn: nn.Module, outputs: torch.Tensor, targets: torch.Tensor, batch_size: int
+    ) -> torch.Tensor:
         share = outputs.shape[0] / batch_size
         return share * loss_fn(outputs, targets)
 

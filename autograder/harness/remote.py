@@ -41,15 +41,30 @@ class RemoteExecutor:
         return reply
 
     def forward(self, stage: int, x: torch.Tensor, keep_graph: bool) -> tuple[int, torch.Tensor]:
-        reply = self._ask({"op": "F", "stage": int(stage), "x": x.detach(), "graph": bool(keep_graph),
-                           "requires_grad": bool(x.requires_grad)})
+        reply = self._ask(
+            {
+                "op": "F",
+                "stage": int(stage),
+                "x": x.detach(),
+                "graph": bool(keep_graph),
+                "requires_grad": bool(x.requires_grad),
+            }
+        )
         out = reply["out"]
         return int(reply["handle"]), out.to(x.device) if out.device != x.device else out
 
-    def backward(self, handle: int, grad: torch.Tensor | None, need_input: bool,
-                 need_params: bool) -> tuple[torch.Tensor | None, list[torch.Tensor | None]]:
-        reply = self._ask({"op": "B", "handle": int(handle), "grad": None if grad is None else grad.detach(),
-                           "need_input": bool(need_input), "need_params": bool(need_params)})
+    def backward(
+        self, handle: int, grad: torch.Tensor | None, need_input: bool, need_params: bool
+    ) -> tuple[torch.Tensor | None, list[torch.Tensor | None]]:
+        reply = self._ask(
+            {
+                "op": "B",
+                "handle": int(handle),
+                "grad": None if grad is None else grad.detach(),
+                "need_input": bool(need_input),
+                "need_params": bool(need_params),
+            }
+        )
         return reply.get("grad_input"), list(reply.get("grad_params") or [])
 
     def release(self, handle: int) -> None:

@@ -33,8 +33,9 @@ class StageExecutor(Protocol):
     def forward(self, stage: int, x: torch.Tensor, keep_graph: bool) -> tuple[int, torch.Tensor]:
         """Run stage ``stage`` on ``x``; return a handle of the kept graph and the output (detached)."""
 
-    def backward(self, handle: int, grad: torch.Tensor | None, need_input: bool,
-                 need_params: bool) -> tuple[torch.Tensor | None, list[torch.Tensor | None]]:
+    def backward(
+        self, handle: int, grad: torch.Tensor | None, need_input: bool, need_params: bool
+    ) -> tuple[torch.Tensor | None, list[torch.Tensor | None]]:
         """Backward of the forward ``handle`` from the output gradient ``grad``; returns the input's
         gradient (or None) and one gradient (or None) per parameter of the stage."""
 
@@ -106,8 +107,10 @@ class PipelineStage(nn.Module):
         return out
 
     def __deepcopy__(self, memo):
-        raise TypeError("a pipeline stage cannot be copied: the stages hold the model's parameters, and a copy "
-                        "would never pass its gradients back (do not copy.deepcopy stages)")
+        raise TypeError(
+            "a pipeline stage cannot be copied: the stages hold the model's parameters, and a copy "
+            "would never pass its gradients back (do not copy.deepcopy stages)"
+        )
 
     def __getitem__(self, index):
         raise TypeError(f"stage {self.index} is not indexable here: call the stage on its input, stage(x)")

@@ -15,8 +15,23 @@ import traceback
 
 from torch.overrides import TorchFunctionMode
 
-SYNC_METHODS = {"item", "tolist", "numpy", "__float__", "__int__", "__bool__", "__index__", "__complex__",
-                "__repr__", "__str__", "__format__", "equal", "allclose", "is_nonzero", "cpu"}
+SYNC_METHODS = {
+    "item",
+    "tolist",
+    "numpy",
+    "__float__",
+    "__int__",
+    "__bool__",
+    "__index__",
+    "__complex__",
+    "__repr__",
+    "__str__",
+    "__format__",
+    "equal",
+    "allclose",
+    "is_nonzero",
+    "cpu",
+}
 # ``.to("cpu")`` is not in the list: on a CPU-only grader the stages' own devices are "cpu" too,
 # so it cannot be told apart from moving an activation to the next stage.
 

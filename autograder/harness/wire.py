@@ -107,10 +107,15 @@ class _Decoder:
 
     def tensor(self, obj: dict) -> torch.Tensor:
         index, dtype, shape = obj.get("__tensor__"), obj.get("dtype"), obj.get("shape")
-        if (not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(self.blobs)
-                or dtype not in DTYPES or not isinstance(shape, list)
-                or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)
-                or len(shape) > 8):
+        if (
+            not isinstance(index, int)
+            or isinstance(index, bool)
+            or not 0 <= index < len(self.blobs)
+            or dtype not in DTYPES
+            or not isinstance(shape, list)
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)
+            or len(shape) > 8
+        ):
             raise WireError("bad tensor description")
         kind = DTYPES[dtype]
         count = math.prod(shape)
@@ -138,7 +143,7 @@ def decode(data: bytes) -> Any:
         if n_doc > len(data):
             raise ValueError("document length past the message")
         doc_end = head_end + 8 + n_doc
-        doc = json.loads(data[head_end + 8:doc_end], parse_constant=_refuse_constant)
+        doc = json.loads(data[head_end + 8 : doc_end], parse_constant=_refuse_constant)
     except (struct.error, ValueError, UnicodeDecodeError, RecursionError, OverflowError, MemoryError) as exc:
         raise WireError(f"unreadable message ({type(exc).__name__})") from None
     if not isinstance(sizes, list) or not all(isinstance(n, int) and n >= 0 for n in sizes):
@@ -147,7 +152,7 @@ def decode(data: bytes) -> Any:
         raise WireError("message length does not match its contents")
     blobs, offset = [], doc_end
     for n in sizes:
-        blobs.append(data[offset:offset + n])
+        blobs.append(data[offset : offset + n])
         offset += n
     return _Decoder(blobs).value(doc, 0)
 

@@ -87,8 +87,14 @@ def _confine(request: dict, src: str) -> str:
 
         drop_all_capabilities()
     os.environ.clear()
-    os.environ.update(HOME=folder, TMPDIR=folder, PATH="/usr/bin:/bin", LANG="C.UTF-8", OMP_NUM_THREADS="1",
-                      PYTHONDONTWRITEBYTECODE="1")
+    os.environ.update(
+        HOME=folder,
+        TMPDIR=folder,
+        PATH="/usr/bin:/bin",
+        LANG="C.UTF-8",
+        OMP_NUM_THREADS="1",
+        PYTHONDONTWRITEBYTECODE="1",
+    )
     if (not request.get("landlock") or confine.landlock_abi() < 1) and identity != "uid-read":
         return "none"
     exclude = [p for p in request.get("protect", []) if p]
@@ -157,8 +163,15 @@ def _serve_one(sock: socket.socket, package: str) -> None:
     try:
         wire.send(sock, envelope)
     except (wire.WireError, TypeError, ValueError) as exc:
-        wire.send(sock, {"op": "result", "ok": False, "kind": "exception",
-                         "message": f"the result could not be sent back: {exc}"[:300]})
+        wire.send(
+            sock,
+            {
+                "op": "result",
+                "ok": False,
+                "kind": "exception",
+                "message": f"the result could not be sent back: {exc}"[:300],
+            },
+        )
 
 
 def _children(pid: int) -> list[int]:
@@ -191,11 +204,14 @@ def kill_descendants(rounds: int = 200) -> None:
             _reap()
             return
         for kid in kids:
-            for kill in (lambda: os.killpg(os.getpgid(kid), signal.SIGKILL), lambda: os.kill(kid, signal.SIGKILL)):
-                try:
-                    kill()
-                except OSError:
-                    pass
+            try:
+                os.killpg(os.getpgid(kid), signal.SIGKILL)
+            except OSError:
+                pass
+            try:
+                os.kill(kid, signal.SIGKILL)
+            except OSError:
+                pass
         _reap()
         time.sleep(0.002)
 
@@ -257,5 +273,7 @@ def main(argv: list[str]) -> None:
         kill_descendants()
 
 
-BOOTSTRAP = ("import sys, json; sys.path[:0] = [sys.argv[1], *json.loads(sys.argv[3])]; "
-             "from autograder.harness.worker import main; main(sys.argv)")
+BOOTSTRAP = (
+    "import sys, json; sys.path[:0] = [sys.argv[1], *json.loads(sys.argv[3])]; "
+    "from autograder.harness.worker import main; main(sys.argv)"
+)

@@ -28,6 +28,7 @@ ratios; then the machine it ran on.
 
 A TA tool: the student release leaves it out (it runs the reference lists, the answers of Parts 6-7).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,23 +46,40 @@ from ..dist.model import course_model, even_partition
 from ..dist.pool import PipelinePool, _use_loopback, default_start_method
 from ..dist.spec import PipelineSpec
 from ..schedules import Action, Schedule, naive_schedule
-from .reference_schedules import (gpipe_schedule, interleaved_1f1b_schedule, one_f_one_b_schedule,
-                                  zero_bubble_h1_schedule)
+from .reference_schedules import (
+    gpipe_schedule,
+    interleaved_1f1b_schedule,
+    one_f_one_b_schedule,
+    zero_bubble_h1_schedule,
+)
 
-NAMES = {"naive": "naive (F0 B0 F1 B1 ... on every stage)", "gpipe": "GPipe", "1f1b": "1F1B",
-         "interleaved": "interleaved 1F1B (v = 2)", "zb-h1": "ZB-H1"}
+NAMES = {
+    "naive": "naive (F0 B0 F1 B1 ... on every stage)",
+    "gpipe": "GPipe",
+    "1f1b": "1F1B",
+    "interleaved": "interleaved 1F1B (v = 2)",
+    "zb-h1": "ZB-H1",
+}
 CHUNKS = {"naive": 1, "gpipe": 1, "1f1b": 1, "interleaved": 2, "zb-h1": 1}  # v of each schedule
 TORCH_SCHEDULES = ("gpipe", "1f1b", "interleaved", "zb-h1")
-TORCH_CLASSES = {"gpipe": "ScheduleGPipe", "1f1b": "Schedule1F1B", "interleaved": "ScheduleInterleaved1F1B",
-                 "zb-h1": "ScheduleInterleavedZeroBubble"}
+TORCH_CLASSES = {
+    "gpipe": "ScheduleGPipe",
+    "1f1b": "Schedule1F1B",
+    "interleaved": "ScheduleInterleaved1F1B",
+    "zb-h1": "ScheduleInterleavedZeroBubble",
+}
 
 
 def reference_lists(name: str, p: int, m: int) -> Schedule:
     """The list this runtime runs for ``name`` (see :data:`NAMES`)."""
     if name == "interleaved":
         return interleaved_1f1b_schedule(p, m, CHUNKS[name])
-    makers = {"naive": naive_schedule, "gpipe": gpipe_schedule, "1f1b": one_f_one_b_schedule,
-              "zb-h1": zero_bubble_h1_schedule}
+    makers = {
+        "naive": naive_schedule,
+        "gpipe": gpipe_schedule,
+        "1f1b": one_f_one_b_schedule,
+        "zb-h1": zero_bubble_h1_schedule,
+    }
     return makers[name](p, m)
 
 
@@ -87,11 +105,16 @@ def torch_pipeline_order(name: str, p: int, m: int, v: int | None = None) -> Sch
     bare.pipeline_order = {rank: bare._calculate_single_rank_operations(rank) for rank in range(p)}
     if name == "zb-h1":
         bare.pipeline_order = bare._add_bubbles_to_actions(p * v)
-    return {rank: [Action(a.stage_index, str(a.computation_type.value), a.microbatch_index)
-                   for a in actions if a is not None] for rank, actions in bare.pipeline_order.items()}
+    return {
+        rank: [
+            Action(a.stage_index, str(a.computation_type.value), a.microbatch_index) for a in actions if a is not None
+        ]
+        for rank, actions in bare.pipeline_order.items()
+    }
 
 
 # -- torch.distributed.pipelining -----------------------------------------------------------------
+
 
 def _timed_stage_class():
     """``PipelineStage`` whose actions take the emulated time, measured like this runtime's."""
@@ -114,8 +137,9 @@ def _timed_stage_class():
 
         def backward_one_chunk(self, bwd_chunk_id, loss=None, full_backward=True, last_backward=False):
             start = time.perf_counter()
-            super().backward_one_chunk(bwd_chunk_id, loss=loss, full_backward=full_backward,
-                                       last_backward=last_backward)
+            super().backward_one_chunk(
+                bwd_chunk_id, loss=loss, full_backward=full_backward, last_backward=last_backward
+            )
             sleep_until(start + self.device_time.seconds("B" if full_backward else "I", self.sizes[bwd_chunk_id]))
 
         def backward_weight_one_chunk(self, bwd_chunk_id, last_backward=False):
@@ -136,8 +160,9 @@ def _torch_schedule(name: str, rank: int, spec: PipelineSpec, loss_fn):
     modules = even_partition(model, p * v, [torch.device("cpu")] * (p * v))
     device_time = DeviceTime(spec.seconds_per_batch / v, spec.batch_size)
     stage_class = _timed_stage_class()
-    stages = [stage_class(modules[s], s, p * v, torch.device("cpu"), device_time, spec.sizes)
-              for s in range(rank, p * v, p)]
+    stages = [
+        stage_class(modules[s], s, p * v, torch.device("cpu"), device_time, spec.sizes) for s in range(rank, p * v, p)
+    ]
     last = next((st for st in stages if st.is_last), None)
 
     def timed_loss(output, target):
@@ -150,8 +175,9 @@ def _torch_schedule(name: str, rank: int, spec: PipelineSpec, loss_fn):
     return cls(first, spec.num_microbatches, loss_fn=timed_loss), stages
 
 
-def _torch_worker(rank: int, p: int, port: int, spec_fields: dict, schedules: list[str], warmup: int,
-                  steps: int, results) -> None:
+def _torch_worker(
+    rank: int, p: int, port: int, spec_fields: dict, schedules: list[str], warmup: int, steps: int, results
+) -> None:
     """One rank of torch.distributed.pipelining: run each schedule, report [t0, t_end] per timed step."""
     import torch.distributed as dist
 
@@ -160,8 +186,7 @@ def _torch_worker(rank: int, p: int, port: int, spec_fields: dict, schedules: li
     try:
         spec = PipelineSpec(**spec_fields)
         store = dist.TCPStore("127.0.0.1", port, p, is_master=False, timeout=datetime.timedelta(seconds=120))
-        dist.init_process_group("gloo", store=store, rank=rank, world_size=p,
-                                timeout=datetime.timedelta(seconds=120))
+        dist.init_process_group("gloo", store=store, rank=rank, world_size=p, timeout=datetime.timedelta(seconds=120))
         M = course_model()
         inputs, targets = M.make_batch(spec.batch_size, spec.width, seed=spec.seed, kind=spec.kind)
         out = {"rank": rank, "error": None, "times": {}}
@@ -188,8 +213,9 @@ def _torch_worker(rank: int, p: int, port: int, spec_fields: dict, schedules: li
         os._exit(0)
 
 
-def run_torch_pipelining(spec: PipelineSpec, schedules: list[str], warmup: int, steps: int
-                         ) -> dict[str, list[float]] | str:
+def run_torch_pipelining(
+    spec: PipelineSpec, schedules: list[str], warmup: int, steps: int
+) -> dict[str, list[float]] | str:
     """Step times (seconds) per schedule for torch.distributed.pipelining, or a one-line reason it could not run."""
     try:
         import torch.distributed.pipelining  # noqa: F401
@@ -207,9 +233,12 @@ def run_torch_pipelining(spec: PipelineSpec, schedules: list[str], warmup: int, 
         ctx.set_forkserver_preload(["autograder.bench"])
     store = dist.TCPStore("127.0.0.1", 0, p + 1, is_master=True, wait_for_workers=False)
     results = ctx.Queue()
-    procs = [ctx.Process(target=_torch_worker, daemon=True,
-                         args=(r, p, store.port, spec.__dict__, schedules, warmup, steps, results))
-             for r in range(p)]
+    procs = [
+        ctx.Process(
+            target=_torch_worker, daemon=True, args=(r, p, store.port, spec.__dict__, schedules, warmup, steps, results)
+        )
+        for r in range(p)
+    ]
     for proc in procs:
         proc.start()
     got = {}
@@ -240,8 +269,10 @@ def run_torch_pipelining(spec: PipelineSpec, schedules: list[str], warmup: int, 
 
 # -- this runtime ---------------------------------------------------------------------------------
 
-def run_this_runtime(pool: PipelinePool, spec: PipelineSpec, names: list[str], warmup: int, steps: int
-                     ) -> dict[str, list[float] | str]:
+
+def run_this_runtime(
+    pool: PipelinePool, spec: PipelineSpec, names: list[str], warmup: int, steps: int
+) -> dict[str, list[float] | str]:
     """Step times (seconds) per schedule, or a one-line reason a schedule could not run."""
     out: dict[str, list[float] | str] = {}
     for name in names:
@@ -257,6 +288,7 @@ def run_this_runtime(pool: PipelinePool, spec: PipelineSpec, names: list[str], w
 
 # -- report ---------------------------------------------------------------------------------------
 
+
 def machine() -> str:
     """One line: CPU model, cores, OS, Python and torch versions."""
     model = platform.processor() or "unknown CPU"
@@ -269,8 +301,10 @@ def machine() -> str:
     except OSError:
         pass
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
-    return (f"{model}, {os.cpu_count()} logical CPU(s){gpu}; {platform.system()} {platform.release()}; "
-            f"Python {platform.python_version()}; torch {torch.__version__}")
+    return (
+        f"{model}, {os.cpu_count()} logical CPU(s){gpu}; {platform.system()} {platform.release()}; "
+        f"Python {platform.python_version()}; torch {torch.__version__}"
+    )
 
 
 def ideal_time(runtime: str, name: str, spec: PipelineSpec) -> float:
@@ -284,9 +318,11 @@ def ideal_time(runtime: str, name: str, spec: PipelineSpec) -> float:
 
 def table(rows: dict[tuple[str, str, PipelineSpec], list[list[float]] | str]) -> str:
     """``rows``: (runtime, schedule, spec) -> the timed steps of each round, or why it could not run."""
-    lines = ["| runtime | schedule | p | m | f (ms) | median step (ms) | ideal (ms) | measured / ideal "
-             "| round medians / ideal |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| runtime | schedule | p | m | f (ms) | median step (ms) | ideal (ms) | measured / ideal "
+        "| round medians / ideal |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for (runtime, name, spec), rounds in rows.items():
         p, m, f = spec.num_stages, spec.num_microbatches, spec.seconds_per_batch
         head = f"| {runtime} | {NAMES[name]} | {p} | {m} | {f * 1e3:g} |"
@@ -300,8 +336,9 @@ def table(rows: dict[tuple[str, str, PipelineSpec], list[list[float]] | str]) ->
             continue
         med = statistics.median(t for times in rounds for t in times)
         per_round = sorted(statistics.median(times) / ideal for times in rounds)
-        lines.append(f"{head} {med * 1e3:.1f} | {ideal * 1e3:.1f} | {med / ideal:.2f} | "
-                     f"{per_round[0]:.2f}-{per_round[-1]:.2f} |")
+        lines.append(
+            f"{head} {med * 1e3:.1f} | {ideal * 1e3:.1f} | {med / ideal:.2f} | {per_round[0]:.2f}-{per_round[-1]:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -312,28 +349,41 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--depth", type=int, default=8)
-    parser.add_argument("--f", type=float, nargs="+", default=[0.005, 0.02],
-                        help="emulated seconds of forward per whole batch and stage (several allowed)")
+    parser.add_argument(
+        "--f",
+        type=float,
+        nargs="+",
+        default=[0.005, 0.02],
+        help="emulated seconds of forward per whole batch and stage (several allowed)",
+    )
     parser.add_argument("--steps", type=int, default=10, help="timed steps per schedule and round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds, alternating the two runtimes")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
-    parser.add_argument("--schedules", nargs="+", default=list(NAMES), choices=list(NAMES),
-                        help="schedules to run (default: all)")
+    parser.add_argument(
+        "--schedules", nargs="+", default=list(NAMES), choices=list(NAMES), help="schedules to run (default: all)"
+    )
     parser.add_argument("--no-torch", action="store_true", help="skip torch.distributed.pipelining")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
-    specs = [PipelineSpec(args.stages, args.microbatches, args.batch, width=args.width, depth=args.depth,
-                          seconds_per_batch=f) for f in args.f]
+    specs = [
+        PipelineSpec(
+            args.stages, args.microbatches, args.batch, width=args.width, depth=args.depth, seconds_per_batch=f
+        )
+        for f in args.f
+    ]
     ours = [n for n in NAMES if n in args.schedules and args.stages * CHUNKS[n] <= args.depth]
     theirs = [n for n in TORCH_SCHEDULES if n in ours and not args.no_torch]
     rows: dict = {}
     started = time.monotonic()
-    print(f"benchmark: p={args.stages}, m={args.microbatches}, batch={args.batch}, f={args.f} s, "
-          f"{args.rounds} round(s) of {args.warmup} warm-up + {args.steps} timed steps per schedule ...",
-          file=sys.stderr, flush=True)
+    print(
+        f"benchmark: p={args.stages}, m={args.microbatches}, batch={args.batch}, f={args.f} s, "
+        f"{args.rounds} round(s) of {args.warmup} warm-up + {args.steps} timed steps per schedule ...",
+        file=sys.stderr,
+        flush=True,
+    )
 
     def add(key, times) -> None:
         if isinstance(times, str) or isinstance(rows.get(key), str):
@@ -355,11 +405,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = dict(sorted(rows.items(), key=lambda kv: (kv[0][2].seconds_per_batch, order[kv[0][1]], kv[0][0])))
     print(table(rows))
     print()
-    print(f"Machine: {machine()}. One process per rank, gloo on CPU (this runtime's messages: {pool.transport}), "
-          f"emulated device time F = f/(v m), B = 2F, I = W = F per micro-batch and stage; ideal = simulated "
-          f"makespan of each row's list ((m+p-1)(F+B) for GPipe and 1F1B, p m (F+B) naive); median of "
-          f"{args.rounds} x {args.steps} steps, each round after {args.warmup} warm-up steps; "
-          f"total {time.monotonic() - started:.0f} s.")
+    print(
+        f"Machine: {machine()}. One process per rank, gloo on CPU (this runtime's messages: {pool.transport}), "
+        f"emulated device time F = f/(v m), B = 2F, I = W = F per micro-batch and stage; ideal = simulated "
+        f"makespan of each row's list ((m+p-1)(F+B) for GPipe and 1F1B, p m (F+B) naive); median of "
+        f"{args.rounds} x {args.steps} steps, each round after {args.warmup} warm-up steps; "
+        f"total {time.monotonic() - started:.0f} s."
+    )
     return 0
 
 

@@ -32,8 +32,8 @@ import shutil
 import string
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .. import practical
 from ..harness import kernel
@@ -65,6 +65,7 @@ class CourseError(RuntimeError):
 
 # -- init ------------------------------------------------------------------------------------------
 
+
 def _is_generated(course: Path) -> bool:
     try:
         return (course / "nbgrader_config.py").read_text(encoding="utf-8").startswith(MARKER)
@@ -73,9 +74,16 @@ def _is_generated(course: Path) -> bool:
 
 
 def _fill(name: str, course: Path) -> str:
-    values = {"course_dir": str(course), "course_id": ASSIGNMENT, "assignment": ASSIGNMENT, "notebook": NOTEBOOK,
-              "kernel_name": kernel.KERNEL_NAME, "cell_timeout": CELL_TIMEOUT_S,
-              "startup_timeout": STARTUP_TIMEOUT_S, "repo": str(REPO_ROOT)}
+    values = {
+        "course_dir": str(course),
+        "course_id": ASSIGNMENT,
+        "assignment": ASSIGNMENT,
+        "notebook": NOTEBOOK,
+        "kernel_name": kernel.KERNEL_NAME,
+        "cell_timeout": CELL_TIMEOUT_S,
+        "startup_timeout": STARTUP_TIMEOUT_S,
+        "repo": str(REPO_ROOT),
+    }
     return string.Template((TEMPLATES / name).read_text(encoding="utf-8")).substitute(values)
 
 
@@ -89,8 +97,10 @@ def init_course(course: Path, *, out: Callable[[str], None] = print) -> Path:
     if course.exists() and not course.is_dir():
         raise CourseError(f"{course} is a file: give a new or empty folder for the course")
     if course.is_dir() and any(course.iterdir()) and not _is_generated(course):
-        raise CourseError(f"{course} is not empty and was not made by 'course init' (no generated "
-                          f"nbgrader_config.py): give a new or empty folder")
+        raise CourseError(
+            f"{course} is not empty and was not made by 'course init' (no generated "
+            f"nbgrader_config.py): give a new or empty folder"
+        )
     if not SOURCE_NOTEBOOK.is_file():
         raise CourseError(f"{SOURCE_NOTEBOOK} is missing: run this from a complete clone of the practical")
     source = course / "source" / ASSIGNMENT
@@ -98,16 +108,31 @@ def init_course(course: Path, *, out: Callable[[str], None] = print) -> Path:
     shutil.copyfile(SOURCE_NOTEBOOK, source / NOTEBOOK)
     (course / "nbgrader_config.py").write_text(_fill("nbgrader_config.py.tmpl", course), encoding="utf-8")
     (course / "README.md").write_text(_fill("README.md.tmpl", course), encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", ASSIGNMENT, "--force",
-                           f"--CourseDirectory.root={course}"], cwd=course, env=tool_env(),
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nbgrader",
+            "generate_assignment",
+            ASSIGNMENT,
+            "--force",
+            f"--CourseDirectory.root={course}",
+        ],
+        cwd=course,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     released = course / "release" / ASSIGNMENT / NOTEBOOK
     if proc.returncode != 0 or not released.is_file():
         raise CourseError(f"nbgrader generate_assignment failed: {last_error(proc.stderr + proc.stdout)}")
     if STUDENT_NOTEBOOK.is_file() and released.read_bytes() != STUDENT_NOTEBOOK.read_bytes():
         out(f"WARNING: {released} differs from {STUDENT_NOTEBOOK}: run python -m autograder.release")
-    out(f"course {course}: released {released.relative_to(course)}; put submissions in "
-        f"submitted/<student>/{ASSIGNMENT}/ and run python -m autograder.instructor.course autograde {course}")
+    out(
+        f"course {course}: released {released.relative_to(course)}; put submissions in "
+        f"submitted/<student>/{ASSIGNMENT}/ and run python -m autograder.instructor.course autograde {course}"
+    )
     return released
 
 
@@ -145,7 +170,7 @@ def collect(course: Path, batch: Path, *, out: Callable[[str], None] = print) ->
         folder.mkdir(parents=True)
         for name, data in found.items():
             (folder / name).write_bytes(data)
-        for name, why in rejected.items():
+        for why in rejected.values():
             out(f"NOTE {student}: {why}")
         if NOTEBOOK not in found:
             out(f"NOTE {student}: no {NOTEBOOK} in the submission (autograde will report it)")
@@ -155,6 +180,7 @@ def collect(course: Path, batch: Path, *, out: Callable[[str], None] = print) ->
 
 
 # -- autograde -------------------------------------------------------------------------------------
+
 
 def _students(course: Path, wanted: list[str] | None) -> list[str]:
     submitted = course / "submitted"
@@ -169,13 +195,14 @@ def _students(course: Path, wanted: list[str] | None) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
-def autograde(course: Path, students: list[str] | None = None, *,
-              out: Callable[[str], None] = print) -> list[Outcome]:
+def autograde(course: Path, students: list[str] | None = None, *, out: Callable[[str], None] = print) -> list[Outcome]:
     """Autograde the notebooks of ``students`` (default: every submission); print and record each outcome."""
     course = course.resolve()
     if not _is_generated(course):
-        raise CourseError(f"{course} is not a course made by 'course init': run python -m "
-                          f"autograder.instructor.course init {course} first")
+        raise CourseError(
+            f"{course} is not a course made by 'course init': run python -m "
+            f"autograder.instructor.course init {course} first"
+        )
     chosen = _students(course, students)
     logs = course / "logs"
     logs.mkdir(exist_ok=True)
@@ -186,8 +213,10 @@ def autograde(course: Path, students: list[str] | None = None, *,
             if outcome.kernel and not any(o.kernel for o in outcomes):
                 out(f"sandbox: {outcome.kernel}")
                 if "no Landlock" in outcome.kernel or "identity same" in outcome.kernel:
-                    out("WARNING: students' notebooks are not fully isolated here (see the sandbox line): "
-                        "autograde untrusted submissions as root on a Linux kernel with Landlock")
+                    out(
+                        "WARNING: students' notebooks are not fully isolated here (see the sandbox line): "
+                        "autograde untrusted submissions as root on a Linux kernel with Landlock"
+                    )
             outcomes.append(outcome)
             _record(course, outcome)
             for note in outcome.notes:
@@ -202,9 +231,11 @@ def autograde(course: Path, students: list[str] | None = None, *,
 
 def summary_line(student: str, row: dict) -> str:
     """``alice: autograded 8/8, manual -/27, total max 35, needs manual grading`` (and the error, if any)."""
-    line = (f"{student}: autograded {_num(row.get('autograded'))}/{_num(row.get('max_autograded'))}, manual "
-            f"{_num(row.get('manual'))}/{_num(row.get('max_manual'))}, total max {_num(row.get('max'))}, "
-            f"{row.get('status', 'not autograded')}")
+    line = (
+        f"{student}: autograded {_num(row.get('autograded'))}/{_num(row.get('max_autograded'))}, manual "
+        f"{_num(row.get('manual'))}/{_num(row.get('max_manual'))}, total max {_num(row.get('max'))}, "
+        f"{row.get('status', 'not autograded')}"
+    )
     return line + (f": {row['error']}" if row.get("error") else "")
 
 
@@ -216,8 +247,9 @@ def _course_lock(course: Path):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise CourseError(f"another autograde of {course} is running (.autograde.lock is held): wait for it") \
-                from None
+            raise CourseError(
+                f"another autograde of {course} is running (.autograde.lock is held): wait for it"
+            ) from None
         yield
     finally:
         os.close(fd)
@@ -228,6 +260,7 @@ def _num(value) -> str:
 
 
 # -- status and scores -----------------------------------------------------------------------------
+
 
 def _load_status(course: Path) -> dict:
     try:
@@ -264,8 +297,17 @@ def notebook_scores(course_dir: Path | str) -> dict[str, dict]:
             for submission in submissions:
                 scores[submission.student.id] = _submission_scores(submission)
     for student in sorted(set(scores) | set(status)):
-        row = scores.setdefault(student, {"autograded": None, "max_autograded": None, "manual": None,
-                                          "max_manual": None, "max": None, "manual_pending": None})
+        row = scores.setdefault(
+            student,
+            {
+                "autograded": None,
+                "max_autograded": None,
+                "manual": None,
+                "max_manual": None,
+                "max": None,
+                "manual_pending": None,
+            },
+        )
         last = status.get(student, {})
         pending = row.get("manual_pending")
         default = "not autograded" if not last else ("needs manual grading" if pending else "graded")
@@ -276,14 +318,22 @@ def notebook_scores(course_dir: Path | str) -> dict[str, dict]:
 
 
 def _submission_scores(submission) -> dict:
-    written = [g for nb in submission.notebooks for g in nb.grades
-               if g.cell_type == "markdown" and g.cell_type_gradecell is not None and (g.max_score or 0) > 0]
+    written = [
+        g
+        for nb in submission.notebooks
+        for g in nb.grades
+        if g.cell_type == "markdown" and g.cell_type_gradecell is not None and (g.max_score or 0) > 0
+    ]
     pending = sum(1 for g in written if g.needs_manual_grade)
     graded = any(g.manual_score is not None for g in written) or (written and not pending)
-    return {"autograded": float(submission.code_score), "max_autograded": float(submission.max_code_score),
-            "manual": float(submission.written_score) if graded else None,
-            "max_manual": float(submission.max_written_score), "max": float(submission.max_score),
-            "manual_pending": pending}
+    return {
+        "autograded": float(submission.code_score),
+        "max_autograded": float(submission.max_code_score),
+        "manual": float(submission.written_score) if graded else None,
+        "max_manual": float(submission.max_written_score),
+        "max": float(submission.max_score),
+        "manual_pending": pending,
+    }
 
 
 def write_csv(course: Path) -> dict[str, dict]:
@@ -303,9 +353,12 @@ def write_csv(course: Path) -> dict[str, dict]:
 
 # -- command line ----------------------------------------------------------------------------------
 
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m autograder.instructor.course",
-                                     description="The nbgrader course of practical 9 (see the module docstring).")
+    parser = argparse.ArgumentParser(
+        prog="python -m autograder.instructor.course",
+        description="The nbgrader course of practical 9 (see the module docstring).",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("init", help="make or update an nbgrader course directory").add_argument("course", type=Path)
     grade = sub.add_parser("autograde", help="autograde notebooks against each student's own code, sandboxed")

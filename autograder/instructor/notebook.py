@@ -22,6 +22,7 @@ The output is deterministic (same bytes on every run), so ``python -m autograder
 works. Every reference answer is returned as a :class:`~autograder.release.Region` (task id
 ``notebook.<grade_id>``), so the release's leak scan looks for its lines everywhere students get.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,9 +54,19 @@ def _nbgrader(shown: str = "a notebook"):
     except ImportError as exc:
         raise ReleaseError(
             f"{shown}: releasing it needs nbgrader, the TA extra ({exc.name or 'nbgrader'} is missing): "
-            f"run {INSTALL_HINT}") from None
-    pipeline = (LockCells, ClearSolutions, ClearOutput, CheckCellMetadata, ComputeChecksums,
-                ClearHiddenTests, ClearMarkScheme, ComputeChecksums, CheckCellMetadata)
+            f"run {INSTALL_HINT}"
+        ) from None
+    pipeline = (
+        LockCells,
+        ClearSolutions,
+        ClearOutput,
+        CheckCellMetadata,
+        ComputeChecksums,
+        ClearHiddenTests,
+        ClearMarkScheme,
+        ComputeChecksums,
+        CheckCellMetadata,
+    )
     return nbformat, pipeline
 
 
@@ -112,15 +123,17 @@ def answer_regions(source, nb) -> tuple[list, list[str]]:
             found += 1
             grade_id = meta.get("grade_id") or f"cell{index}"
             kind = "written answer" if cell.get("cell_type") == "markdown" else "code answer"
-            regions.append(Region(
-                task_id=f"{NOTEBOOK_TASK_PREFIX}{grade_id}",
-                hint=f"{kind} in cell {index} ({grade_id})",
-                path=source.rel,
-                line=line,
-                end_line=line + len(lines) + 1,  # one JSON line per source line
-                indent="",
-                lines=tuple(lines),
-            ))
+            regions.append(
+                Region(
+                    task_id=f"{NOTEBOOK_TASK_PREFIX}{grade_id}",
+                    hint=f"{kind} in cell {index} ({grade_id})",
+                    path=source.rel,
+                    line=line,
+                    end_line=line + len(lines) + 1,  # one JSON line per source line
+                    indent="",
+                    lines=tuple(lines),
+                )
+            )
     return regions, public
 
 
@@ -133,7 +146,8 @@ def _check_markers(source, nb) -> None:
             if _LOOKS_LIKE_MARKER.search(line) and BEGIN_DELIMITER not in line and END_DELIMITER not in line:
                 raise MarkerError(
                     f"{source.shown}: cell {index}: looks like a solution marker but is not one: "
-                    f"{line.strip()!r}; write exactly '### {BEGIN_DELIMITER}' and '### {END_DELIMITER}'")
+                    f"{line.strip()!r}; write exactly '### {BEGIN_DELIMITER}' and '### {END_DELIMITER}'"
+                )
 
 
 def clear_notebook(nb):
@@ -168,8 +182,10 @@ def release_notebook(source):
     repeated = [i for i, cell_id in enumerate(ids) if cell_id is not None and ids.index(cell_id) != i]
     if missing or repeated:  # nbformat would make up random ids: the release would differ on every run
         index = min(missing + repeated)
-        raise ReleaseError(f"{source.shown}: cell {index} has {'no id' if index in missing else 'a repeated id'}; "
-                           "every cell needs its own id (nbformat 4.5): save the notebook with a current Jupyter")
+        raise ReleaseError(
+            f"{source.shown}: cell {index} has {'no id' if index in missing else 'a repeated id'}; "
+            "every cell needs its own id (nbformat 4.5): save the notebook with a current Jupyter"
+        )
     try:
         nb = nbformat.reads(text, as_version=4)
     except Exception as exc:  # nbformat validation: one line naming the file

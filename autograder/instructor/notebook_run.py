@@ -102,8 +102,11 @@ class StudentRun:
             for rel in layout.files_for("students"):  # what every student has: no solutions, no hidden tests
                 (src / "autograder" / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(layout.PACKAGE_DIR / rel, src / "autograder" / rel)
-            shutil.copytree(self.staged.package_dir, src / self.staged.package,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            shutil.copytree(
+                self.staged.package_dir,
+                src / self.staged.package,
+                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+            )
             for root, _, files in os.walk(src):
                 os.chmod(root, 0o755)
                 for name in files:
@@ -117,10 +120,17 @@ class StudentRun:
     def _write_kernel(self, src: Path) -> None:
         scratch = isolation.prepare_private_dir(self.base / "home", self.uid, self.uid)
         config = kernel.KernelConfig(
-            src=str(src), package=self.staged.package, scratch=str(scratch),
+            src=str(src),
+            package=self.staged.package,
+            scratch=str(scratch),
             notebook_dir=str(self.course / "autograded" / self.submission.parent.name / ASSIGNMENT),
-            identity=self.identity, uid=self.uid, gid=self.uid, landlock=True,
-            protect=[str(REPO_ROOT), str(self.course)], limits=dict(LIMITS))
+            identity=self.identity,
+            uid=self.uid,
+            gid=self.uid,
+            landlock=True,
+            protect=[str(REPO_ROOT), str(self.course)],
+            limits=dict(LIMITS),
+        )
         if any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0")):
             config.limits["memory_bytes"] = None  # CUDA reserves far more address space than it uses
         if self.uid is None:  # our own uid: its other processes (threads, for RLIMIT_NPROC) count too
@@ -154,11 +164,26 @@ def _threads(pid: int) -> int:
 
 def _run_nbgrader(course: Path, student: str, run: StudentRun, log: Path, timeout: float) -> bool:
     """``nbgrader autograde`` for one student, output into ``log``; whether it ended well in time."""
-    cmd = [sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, f"--student={student}", "--force",
-           f"--CourseDirectory.root={course}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "nbgrader",
+        "autograde",
+        ASSIGNMENT,
+        f"--student={student}",
+        "--force",
+        f"--CourseDirectory.root={course}",
+    ]
     with open(log, "w", encoding="utf-8") as f:
-        proc = subprocess.Popen(cmd, cwd=course, env=run.env(), stdin=subprocess.DEVNULL, stdout=f,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=course,
+            env=run.env(),
+            stdin=subprocess.DEVNULL,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             return proc.wait(timeout=timeout) == 0
         except subprocess.TimeoutExpired:
@@ -171,7 +196,7 @@ def _run_nbgrader(course: Path, student: str, run: StudentRun, log: Path, timeou
 def _kernel_line(log: Path) -> str:
     """The kernel's own report (the first line it writes, before any student code runs)."""
     prefix = f"{kernel.PREFIX}: "
-    return next((line[len(prefix):].strip() for line in _read(log).splitlines() if line.startswith(prefix)), "")
+    return next((line[len(prefix) :].strip() for line in _read(log).splitlines() if line.startswith(prefix)), "")
 
 
 def _meta(cell: dict) -> dict:
@@ -201,13 +226,16 @@ def inspect_notebook(path: Path) -> tuple[str | None, list[str]]:
         return failed + _cell_error(setup), []
     if setup.get("execution_count") is None:
         return failed + "it never ran (the kernel died or was stopped before it)", []
-    printed = "".join("".join(o.get("text") or "") for o in setup.get("outputs") or []
-                      if o.get("output_type") == "stream")
+    printed = "".join(
+        "".join(o.get("text") or "") for o in setup.get("outputs") or [] if o.get("output_type") == "stream"
+    )
     if f"(package '{practical.SUBMISSION_PACKAGE}')" not in printed:
         return failed + f"it did not import the student's package (it printed: {clean_line(printed, 200)})", []
-    notes = [f"provided cell {_meta(c).get('grade_id') or c.get('id')} raised {_cell_error(c)}" for c in cells
-             if c.get("cell_type") == "code" and _meta(c).get("locked") and not _meta(c).get("grade")
-             and _cell_error(c)]
+    notes = [
+        f"provided cell {_meta(c).get('grade_id') or c.get('id')} raised {_cell_error(c)}"
+        for c in cells
+        if c.get("cell_type") == "code" and _meta(c).get("locked") and not _meta(c).get("grade") and _cell_error(c)
+    ]
     return None, notes
 
 
@@ -235,12 +263,20 @@ def grade_student(course: Path, student: str, logs: Path) -> Outcome:
     outcome = Outcome(student)
     folder = course / "submitted" / student / ASSIGNMENT
     if not STUDENT_ID.fullmatch(student):
-        return Outcome(student, "error", f"the id {clean_line(student, 80)!r} has characters nbgrader reads as a "
-                                         f"pattern: rename submitted/{clean_line(student, 80)}")
+        return Outcome(
+            student,
+            "error",
+            f"the id {clean_line(student, 80)!r} has characters nbgrader reads as a "
+            f"pattern: rename submitted/{clean_line(student, 80)}",
+        )
     bad = _refused_entries(folder)
     if bad:
-        return Outcome(student, "error", f"the submission holds a link or special file ({clean_line(bad[0], 200)}): "
-                                         f"links are never followed; remove it")
+        return Outcome(
+            student,
+            "error",
+            f"the submission holds a link or special file ({clean_line(bad[0], 200)}): "
+            f"links are never followed; remove it",
+        )
     if not (folder / NOTEBOOK).is_file():
         return Outcome(student, "error", f"no {NOTEBOOK} in submitted/{student}/{ASSIGNMENT}/")
     log = logs / f"autograde-{student}.log"
@@ -258,8 +294,10 @@ def grade_student(course: Path, student: str, logs: Path) -> Outcome:
     error, notes = inspect_notebook(graded) if graded.is_file() else (None, [])
     if not graded.is_file():
         detail = outcome.kernel if "cannot set up" in outcome.kernel else last_error(_read(log))
-        error = f"the notebook was not autograded (the kernel died or did not start, or nbgrader failed): {detail}; " \
-                f"see {log}"
+        error = (
+            f"the notebook was not autograded (the kernel died or did not start, or nbgrader failed): {detail}; "
+            f"see {log}"
+        )
     elif not nbgrader_ok:
         notes.append(f"nbgrader reported an error: {last_error(_read(log))}")
     outcome.notes += notes

@@ -11,6 +11,7 @@ Code that students receive (the figures, the notebook, ``python -m autograder.ru
 these lists from the student's own ``per_stage.py`` instead; ``tests/test_student_release.py``
 checks that no released file defines or imports them.
 """
+
 from __future__ import annotations
 
 from ..schedules.actions import (
@@ -37,8 +38,7 @@ def gpipe_schedule(p: int, m: int) -> Schedule:
     """GPipe (all forwards, then all backwards): stage s runs F0..F(m-1) then B0..B(m-1).
     Makespan (m + p - 1) * (F + B); every stage holds all m micro-batches at its peak."""
     p, m = _check_pm(p, m)
-    return {s: [Action(s, "F", k) for k in range(m)] + [Action(s, "B", k) for k in range(m)]
-            for s in range(p)}
+    return {s: [Action(s, "F", k) for k in range(m)] + [Action(s, "B", k) for k in range(m)] for s in range(p)}
 
 
 def one_f_one_b_schedule(p: int, m: int) -> Schedule:
@@ -60,6 +60,7 @@ def one_f_one_b_schedule(p: int, m: int) -> Schedule:
 
 
 # -- Part 7: interleaved 1F1B (Megatron-LM) ----------------------------------------------------------
+
 
 def interleaved_actions(rank: int, num_ranks: int, num_microbatches: int, stages_per_rank: int) -> list[Action]:
     """Megatron-LM's interleaved 1F1B for one rank (Narayanan et al., SC 2021; ``megatron.core``
@@ -109,6 +110,7 @@ def interleaved_1f1b_schedule(p: int, m: int, v: int) -> Schedule:
 
 # -- Part 7: ZB-H1 (zero bubble, 1F1B memory) --------------------------------------------------------
 
+
 def zero_bubble_actions(stage: int, num_stages: int, num_microbatches: int) -> list[Action]:
     """ZB-H1 (Qi et al., "Zero Bubble Pipeline Parallelism", ICLR 2024, section 2.1) for one stage.
 
@@ -141,4 +143,3 @@ def zero_bubble_h1_schedule(p: int, m: int) -> Schedule:
     """ZB-H1, ``{stage: zero_bubble_actions(stage, p, m)}``, stage s on rank s; any m >= 1."""
     p, m = _check_pm(p, m)
     return {s: zero_bubble_actions(s, p, m) for s in range(p)}
-

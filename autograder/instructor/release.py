@@ -32,6 +32,7 @@ Command line (the default paths are relative to the repository root, not the cwd
 
 Exit status: 0 done / in sync, 1 out of sync (``--check``), 2 error (one ``error:`` line).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,9 +43,10 @@ import os
 import re
 import shlex
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SRC = REPO_ROOT / "solutions"
@@ -182,7 +184,7 @@ def skeleton_line(indent: str, task_id: str, hint: str) -> str:
 
 def _split_ending(line: str) -> tuple[str, str]:
     body = line.rstrip("\r\n")
-    return body, line[len(body):]
+    return body, line[len(body) :]
 
 
 def release_python(source: SourceFile) -> FileRelease:
@@ -214,7 +216,7 @@ def release_python(source: SourceFile) -> FileRelease:
                     f"nested {BEGIN}: the region of {opened[2]} opened at line {opened[0]} "
                     f"is not closed yet (add {END} before this line)",
                 )
-            after = stripped[len(BEGIN):]
+            after = stripped[len(BEGIN) :]
             match = _BEGIN_ARGUMENTS.fullmatch(after.lstrip()) if after[:1].isspace() else None
             if match is None:
                 raise _marker_error(
@@ -238,9 +240,7 @@ def release_python(source: SourceFile) -> FileRelease:
                     f"{END} is indented by {indent!r} but its {BEGIN} (line {begin_line}) by "
                     f"{begin_indent!r}; the two markers must line up",
                 )
-            regions.append(
-                Region(task_id, hint, source.rel, begin_line, number, indent, tuple(body))
-            )
+            regions.append(Region(task_id, hint, source.rel, begin_line, number, indent, tuple(body)))
             out.append(skeleton_line(indent, task_id, hint) + ending)
             origin.append(begin_line)
             opened = None
@@ -259,9 +259,7 @@ def release_python(source: SourceFile) -> FileRelease:
             public.append(content)
 
     if opened is not None:
-        raise _marker_error(
-            shown, opened[0], f"{BEGIN} for {opened[2]} is never closed by {END}"
-        )
+        raise _marker_error(shown, opened[0], f"{BEGIN} for {opened[2]} is never closed by {END}")
 
     content = "".join(out).encode("utf-8")
     _check_compiles(source, content, origin, bool(regions))
@@ -395,9 +393,10 @@ def build(src_dir: Path) -> Release:
 
     public_text = "\n".join(public)
     regions = [
-        replace(region, shared=frozenset(
-            text for text in (line.strip() for line in region.lines) if text and text in public_text
-        ))
+        replace(
+            region,
+            shared=frozenset(text for text in (line.strip() for line in region.lines) if text and text in public_text),
+        )
         for region in regions
     ]
     return Release(files, tuple(regions))
@@ -447,20 +446,17 @@ def check(src_dir: Path, dst_dir: Path) -> list[str]:
 def _refuse_unsafe_destination(src_dir: Path, dst_dir: Path) -> None:
     src, dst = Path(src_dir).resolve(), Path(dst_dir).resolve()
     if src == dst or src in dst.parents or dst in src.parents:
-        raise ReleaseError(
-            f"refusing to write {_shown(dst_dir)}: it overlaps the source {_shown(src_dir)}"
-        )
+        raise ReleaseError(f"refusing to write {_shown(dst_dir)}: it overlaps the source {_shown(src_dir)}")
     if (dst / ".git").exists():
         raise ReleaseError(
-            f"refusing to write {_shown(dst_dir)}: it holds .git, so it is a repository, "
-            "not a package directory"
+            f"refusing to write {_shown(dst_dir)}: it holds .git, so it is a repository, not a package directory"
         )
     if dst.exists() and not dst.is_dir():
         raise ReleaseError(f"refusing to write {_shown(dst_dir)}: it is a file, not a directory")
 
 
 def _remove_empty_dirs(root: Path) -> None:
-    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+    for dirpath, _dirnames, _filenames in os.walk(root, topdown=False):
         path = Path(dirpath)
         if path != root and not any(path.iterdir()):
             path.rmdir()
@@ -543,24 +539,32 @@ def build_parser() -> argparse.ArgumentParser:
         f"'{BEGIN} ... {END}' region becomes one 'raise NotImplementedError' line.",
     )
     parser.add_argument(
-        "--src", type=Path, default=DEFAULT_SRC,
+        "--src",
+        type=Path,
+        default=DEFAULT_SRC,
         help="reference package (default: solutions/ in the repository root)",
     )
     parser.add_argument(
-        "--dst", type=Path, default=DEFAULT_DST,
+        "--dst",
+        type=Path,
+        default=DEFAULT_DST,
         help="student package to write (default: assignment/ in the repository root)",
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
-        "--check", action="store_true",
+        "--check",
+        action="store_true",
         help="write nothing; exit 1 if the student package is out of sync with the reference",
     )
     mode.add_argument(
-        "--list-tasks", action="store_true",
+        "--list-tasks",
+        action="store_true",
         help="print every task: id, source location, hint",
     )
     mode.add_argument(
-        "--student-repo", type=Path, metavar="DIR",
+        "--student-repo",
+        type=Path,
+        metavar="DIR",
         help="write the whole student repository to DIR, after proving the solutions score full "
         "marks; then check the skeleton scores zero there",
     )

@@ -15,6 +15,7 @@
 6. Only then moves it into place: DIR must be absent, empty or an earlier release (replaced
    whole); a failure at any step leaves DIR as it was.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,9 +44,26 @@ def grade_in_subprocess(repo: Path, impl: str, *extra: str) -> tuple[dict, str]:
     with tempfile.TemporaryDirectory() as tmp:
         results = Path(tmp) / "results.json"
         env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(repo)}
-        proc = subprocess.run([sys.executable, "-m", "pytest", "autograder", "--impl", impl, "-q",
-                               "-p", "no:cacheprovider", "--results-json", str(results), *extra],
-                              cwd=repo, capture_output=True, text=True, env=env)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "autograder",
+                "--impl",
+                impl,
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "--results-json",
+                str(results),
+                *extra,
+            ],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         output = proc.stdout + proc.stderr
         if not results.exists():
             last = output.strip().splitlines()[-1] if output.strip() else "no output"
@@ -62,8 +80,9 @@ def prove_reference(root: Path = REPO_ROOT) -> str:
         last = output.strip().splitlines()[-1] if output.strip() else "no output"
         raise ReleaseRefused(f"no graded test ran against the solutions ({last})")
     if failed:
-        raise ReleaseRefused(f"the solutions do not score full marks ({results['score']:g}/{total:g}); failing: "
-                             + "; ".join(failed[:5]))
+        raise ReleaseRefused(
+            f"the solutions do not score full marks ({results['score']:g}/{total:g}); failing: " + "; ".join(failed[:5])
+        )
     return f"solutions score {results['score']:g}/{total:g} ({len(results['tests'])} tests, hidden included)"
 
 
@@ -86,7 +105,7 @@ def student_pyproject(text: str) -> str:
         ('include = ["assignment*", "solutions*", "autograder*"]', 'include = ["assignment*", "autograder*"]'),
         ('testpaths = ["tests"]', 'testpaths = ["autograder"]'),
         ('dev = ["pipeline-practical[test,plot,ta]", "ruff>=0.17"]', 'dev = ["pipeline-practical[test,plot]"]'),
-        ('"autograder.instructor" = ["course_template/*"]\n', ''),  # the TAs' tools are not released
+        ('"autograder.instructor" = ["course_template/*"]\n', ""),  # the TAs' tools are not released
     ]
     for old, new in replacements:
         if old not in text:
@@ -136,8 +155,19 @@ def write_student_repo(dest: Path, files: dict[str, bytes]) -> None:
         path = dest / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-    git = ["git", "-C", str(dest), "-c", "user.name=Practical 9 release", "-c", "user.email=release@localhost",
-           "-c", "commit.gpgsign=false", "-c", "init.defaultBranch=main"]
+    git = [
+        "git",
+        "-C",
+        str(dest),
+        "-c",
+        "user.name=Practical 9 release",
+        "-c",
+        "user.email=release@localhost",
+        "-c",
+        "commit.gpgsign=false",
+        "-c",
+        "init.defaultBranch=main",
+    ]
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "Practical 9: Pipeline Parallelism in PyTorch"]):
         proc = subprocess.run(git + args, capture_output=True, text=True, timeout=120)
         if proc.returncode != 0:
@@ -158,11 +188,14 @@ def move_into_place(built: Path, dest: Path) -> str:
 
 def check_skeleton_scores_zero(dest: Path) -> str:
     results, output = grade_in_subprocess(dest, "assignment")
-    bad = [t["name"] for t in results["tests"]
-           if t["status"] != "failed" or "NotImplementedError: part" not in t["output"]]
+    bad = [
+        t["name"] for t in results["tests"] if t["status"] != "failed" or "NotImplementedError: part" not in t["output"]
+    ]
     if results["score"] != 0 or bad or "INTERNALERROR" in output:
-        raise ReleaseRefused(f"in {dest}, the untouched skeleton does not fail cleanly: "
-                             + ("; ".join(bad[:5]) or output.strip().splitlines()[-1]))
+        raise ReleaseRefused(
+            f"in {dest}, the untouched skeleton does not fail cleanly: "
+            + ("; ".join(bad[:5]) or output.strip().splitlines()[-1])
+        )
     total = sum(t["max_score"] for t in results["tests"])
     return f"the skeleton scores 0/{total:g} there, every failure a NotImplementedError"
 

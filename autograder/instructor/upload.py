@@ -6,6 +6,7 @@ submissions are laid over) and ``autograder/`` with its hidden tests (``autograd
 ``"grader"``). Never ``solutions/`` or ``autograder/instructor/``: the judge needs no reference code,
 it computes the ground truth from the provided model.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,10 @@ def zip_entries(root: Path = REPO_ROOT) -> dict[str, Path]:
 def build(out: Path, root: Path = REPO_ROOT) -> Path:
     stale = check(root / "solutions", root / "assignment")
     if stale:
-        raise SystemExit(f"error: assignment/ is out of sync with solutions/ ({', '.join(stale)}): "
-                         f"run python -m autograder.release first")
+        raise SystemExit(
+            f"error: assignment/ is out of sync with solutions/ ({', '.join(stale)}): "
+            f"run python -m autograder.release first"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, path in sorted(zip_entries(root).items()):

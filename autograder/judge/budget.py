@@ -38,6 +38,8 @@ class Budget:
 
     def exhausted_message(self) -> str:
         used = time.monotonic() - self.started
-        return (f"not run: the grading's time budget ({self.total:g} s) was used up after {used:.0f} s and "
-                f"{self.calls} calls into your code (about {used / max(self.calls, 1):.1f} s each); make your "
-                f"code faster to get these tests graded")
+        return (
+            f"not run: the grading's time budget ({self.total:g} s) was used up after {used:.0f} s and "
+            f"{self.calls} calls into your code (about {used / max(self.calls, 1):.1f} s each); make your "
+            f"code faster to get these tests graded"
+        )

@@ -43,11 +43,14 @@ class TrialHost:
     def _check_input(self, stage: int, x: torch.Tensor) -> torch.Tensor:
         want = self.input_shapes[stage]
         if not x.is_floating_point():
-            raise StageError(f"stage {stage} received a {str(x.dtype).removeprefix('torch.')} tensor; "
-                             f"pass it the float activations")
+            raise StageError(
+                f"stage {stage} received a {str(x.dtype).removeprefix('torch.')} tensor; pass it the float activations"
+            )
         if x.dim() != len(want) + 1 or tuple(x.shape[1:]) != want or not 1 <= x.shape[0] <= self.batch_size:
-            raise StageError(f"stage {stage} received a tensor of shape {list(x.shape)}; it takes "
-                             f"(rows, {', '.join(map(str, want))}) with 1 to {self.batch_size} rows")
+            raise StageError(
+                f"stage {stage} received a tensor of shape {list(x.shape)}; it takes "
+                f"(rows, {', '.join(map(str, want))}) with 1 to {self.batch_size} rows"
+            )
         return x.to(torch.float32)
 
     def handle(self, message: dict) -> dict:
@@ -85,8 +88,9 @@ class TrialHost:
                 raise StageError("malformed backward request")
             if isinstance(grad, torch.Tensor) and not grad.is_floating_point():
                 raise StageError("the gradient of a stage's output must be a float tensor")
-            grad_input, grad_params = self.executor.backward(handle, grad, bool(message.get("need_input")),
-                                                             bool(message.get("need_params")))
+            grad_input, grad_params = self.executor.backward(
+                handle, grad, bool(message.get("need_input")), bool(message.get("need_params"))
+            )
             return {"grad_input": grad_input, "grad_params": grad_params}
         raise StageError(f"unknown stage request {op!r}")
 

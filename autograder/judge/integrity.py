@@ -17,6 +17,7 @@ of that name is in scope. One flag per line and category lists everything found 
 Callers pass the text decoded with ``errors="replace"`` (a U+FFFD then becomes a ``syntax`` flag) or
 the raw bytes (decoded here, with the same flag when they are not UTF-8).
 """
+
 from __future__ import annotations
 
 import ast
@@ -93,7 +94,7 @@ def summary(flags: Iterable[Flag], limit: int = SUMMARY_LIMIT) -> str:
             break
         kept.append(part)
     text = head + ", ".join(kept) + (", ..." if len(kept) < len(parts) else "")
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _order(flag: Flag) -> tuple[str, int, str, str]:
@@ -127,7 +128,13 @@ def _text_flags(name: str, text: str | bytes) -> tuple[list[Flag], str]:
                 flags.append(Flag(name, number, "syntax", f"declares unknown source encoding {cookie[1]!r}"))
                 break
             if codec not in SAFE_ENCODINGS:
-                flags.append(Flag(name, number, "obfuscation", f"declares source encoding {cookie[1]!r}: "
-                                  "Python decodes this file differently from this scan"))
+                flags.append(
+                    Flag(
+                        name,
+                        number,
+                        "obfuscation",
+                        f"declares source encoding {cookie[1]!r}: Python decodes this file differently from this scan",
+                    )
+                )
             break
     return flags, text

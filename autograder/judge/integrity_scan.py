@@ -8,19 +8,41 @@ Aliases are collected for the whole file at once, not statement by statement: th
 flagging, which suits a report for TAs. A builtin (``exit``, ``exec``) counts unless its name is
 rebound in the module or an enclosing function.
 """
+
 from __future__ import annotations
 
 import ast
 import builtins
 import re
 
-from .integrity_rules import (ATTRS, EXITS, FILE_METHODS, LONG_STRING, MODULE_KEYS, MUTATORS, OPENERS, SAFE_DUNDERS,
-                              SIGNALS, STRING_NAMES, STRING_PATTERNS, lookup, match)
+from .integrity_rules import (
+    ATTRS,
+    EXITS,
+    FILE_METHODS,
+    LONG_STRING,
+    MODULE_KEYS,
+    MUTATORS,
+    OPENERS,
+    SAFE_DUNDERS,
+    SIGNALS,
+    STRING_NAMES,
+    STRING_PATTERNS,
+    lookup,
+    match,
+)
 
 _BUILTINS = frozenset(dir(builtins))
 _WRITE_MODE = re.compile(r"^[rwxabtU+]*[wxa+][rwxabtU+]*$")
-_SETATTRS = frozenset({"builtins.setattr", "builtins.delattr", "builtins.object.__setattr__",
-                       "builtins.object.__delattr__", "builtins.type.__setattr__", "builtins.type.__delattr__"})
+_SETATTRS = frozenset(
+    {
+        "builtins.setattr",
+        "builtins.delattr",
+        "builtins.object.__setattr__",
+        "builtins.object.__delattr__",
+        "builtins.type.__setattr__",
+        "builtins.type.__delattr__",
+    }
+)
 _IMPORTERS = frozenset({"builtins.__import__", "importlib.__import__", "importlib.import_module"})
 _NAMED_BY_STRING = frozenset({*_IMPORTERS, "builtins.getattr", "builtins.hasattr", *_SETATTRS})
 Resolved = tuple[str, "str | None"]  # (dotted name, the import that bound its root; "" for a bare builtin)
@@ -42,8 +64,13 @@ def _const_str(node: ast.AST | None) -> str | None:
     if isinstance(node, ast.JoinedStr):
         pieces = [_const_str(v) for v in node.values]
         return "".join(pieces) if None not in pieces else None  # type: ignore[arg-type]
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "join"
-            and len(node.args) == 1 and isinstance(node.args[0], (ast.List, ast.Tuple))):
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "join"
+        and len(node.args) == 1
+        and isinstance(node.args[0], (ast.List, ast.Tuple))
+    ):
         sep, pieces = _const_str(node.func.value), [_const_str(e) for e in node.args[0].elts]
         return sep.join(pieces) if sep is not None and None not in pieces else None  # type: ignore[arg-type]
     return None
@@ -74,14 +101,19 @@ def _bound_names(node: ast.AST) -> set[str]:
 
 def _is_main_guard(test: ast.expr) -> bool:
     """Whether ``test`` is ``__name__ == "__main__"``: code under it never runs when the grader imports the file."""
-    return (isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == "__name__"
-            and len(test.comparators) == 1 and _const_str(test.comparators[0]) == "__main__")
+    return (
+        isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Name)
+        and test.left.id == "__name__"
+        and len(test.comparators) == 1
+        and _const_str(test.comparators[0]) == "__main__"
+    )
 
 
 def _source(node: ast.AST, width: int = 60) -> str:
     """How ``node`` is written, shortened to ``width`` characters for a flag's detail."""
     text = ast.unparse(node)
-    return text if len(text) <= width else text[:width - 3] + "..."
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _is_dunder(name: str) -> bool:
@@ -98,8 +130,12 @@ def _through_class(node: ast.expr) -> bool:
     """``x.__class__`` or ``type(x)``: a class reached through one of its instances."""
     if isinstance(node, ast.Attribute):
         return node.attr == "__class__"
-    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "type"
-            and len(node.args) == 1)
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "type"
+        and len(node.args) == 1
+    )
 
 
 class _Scanner(ast.NodeVisitor):
@@ -107,11 +143,11 @@ class _Scanner(ast.NodeVisitor):
 
     def __init__(self) -> None:
         self.aliases: dict[str, Resolved] = {}
-        self.stars: list[str] = []           # modules imported with ``from m import *``
-        self.scopes: list[set[str]] = []     # names bound by the module and each enclosing function
-        self.quiet: set[int] = set()         # ids of strings that are bare statements (docstrings)
+        self.stars: list[str] = []  # modules imported with ``from m import *``
+        self.scopes: list[set[str]] = []  # names bound by the module and each enclosing function
+        self.quiet: set[int] = set()  # ids of strings that are bare statements (docstrings)
         self.found: dict[tuple[int, str], list[str]] = {}  # (line, category) -> details
-        self.keys: set[tuple[int, str, str]] = set()       # (line, category, rule) already recorded
+        self.keys: set[tuple[int, str, str]] = set()  # (line, category, rule) already recorded
         self.in_main = False
         self.getppid: list[int] = []
         self.memo: dict[int, Resolved | None] | None = None  # resolutions, once the aliases are final
@@ -123,8 +159,11 @@ class _Scanner(ast.NodeVisitor):
         for _ in range(2):
             self._bind_all(tree)
         self.memo = {}
-        self.quiet = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)
-                      and isinstance(node.value, ast.Constant)}
+        self.quiet = {
+            id(node.value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        }
         self.visit(tree)
         if any(key in SIGNALS for _, _, key in self.keys):
             for line in self.getppid:
@@ -168,8 +207,10 @@ class _Scanner(ast.NodeVisitor):
                 self._bind(target, node.value)
         elif isinstance(node, ast.arguments):
             positional = [*node.posonlyargs, *node.args]
-            pairs = [*zip(positional[len(positional) - len(node.defaults):], node.defaults),
-                     *zip(node.kwonlyargs, node.kw_defaults)]
+            pairs = [
+                *zip(positional[len(positional) - len(node.defaults) :], node.defaults),
+                *zip(node.kwonlyargs, node.kw_defaults),
+            ]
             for arg, default in pairs:
                 if default is not None:
                     self._bind(ast.Name(arg.arg), default)
@@ -309,8 +350,12 @@ class _Scanner(ast.NodeVisitor):
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         """``from m import name`` is checked as ``m.name``; relative imports are the submission's own modules."""
         if node.level > 1:
-            self._add(node.lineno, "import_machinery", "relative",
-                      f"from {'.' * node.level}{node.module or ''} import ...: reaches above the submission's package")
+            self._add(
+                node.lineno,
+                "import_machinery",
+                "relative",
+                f"from {'.' * node.level}{node.module or ''} import ...: reaches above the submission's package",
+            )
         if node.level == 0 and node.module:
             for alias in node.names:
                 star = alias.name == "*"
@@ -362,8 +407,12 @@ class _Scanner(ast.NodeVisitor):
         owner = self._imported(node.value)
         if node.attr == "__dict__" and owner:
             self._add(node.lineno, "import_machinery", "__dict__", f"{owner}.__dict__: a module's namespace, directly")
-        elif (_is_dunder(node.attr) and node.attr not in SAFE_DUNDERS and isinstance(node.value, ast.Attribute)
-              and _is_dunder(node.value.attr)):
+        elif (
+            _is_dunder(node.attr)
+            and node.attr not in SAFE_DUNDERS
+            and isinstance(node.value, ast.Attribute)
+            and _is_dunder(node.value.attr)
+        ):
             self._add(node.lineno, "import_machinery", "dunders", f"{_source(node)}: walks the interpreter's dunders")
         if not isinstance(node.ctx, ast.Load):
             self._patch(node, node.value, f".{node.attr}")
@@ -407,8 +456,12 @@ class _Scanner(ast.NodeVisitor):
         short = func.rsplit(".", 1)[1]
         if attr is None:
             if owner:
-                self._add(node.lineno, "obfuscation", f"{short}?",
-                          f"{short}({owner}, <computed name>): an attribute name built at run time")
+                self._add(
+                    node.lineno,
+                    "obfuscation",
+                    f"{short}?",
+                    f"{short}({owner}, <computed name>): an attribute name built at run time",
+                )
             return
         if attr in ATTRS and not _member_rule(owner and f"{owner}.{attr}"):
             self._attr(node, attr)
@@ -419,8 +472,10 @@ class _Scanner(ast.NodeVisitor):
 
     def _open(self, node: ast.Call, mode_at: int) -> None:
         """``open(path, "w")``, ``io.open``, ``Path(...).open("a")``: opening a file for writing."""
-        mode_node = next((k.value for k in node.keywords if k.arg == "mode"),
-                         node.args[mode_at] if len(node.args) > mode_at else None)
+        mode_node = next(
+            (k.value for k in node.keywords if k.arg == "mode"),
+            node.args[mode_at] if len(node.args) > mode_at else None,
+        )
         mode = _const_str(mode_node)
         if mode and _WRITE_MODE.match(mode):
             self._add(node.lineno, "filesystem", "open", f"{_source(node)}: opens a file for writing")
@@ -448,4 +503,3 @@ class _Scanner(ast.NodeVisitor):
                 self._add(node.lineno, category, explanation, f"{shown}: {explanation}")
         if value in STRING_NAMES:
             self._add(node.lineno, STRING_NAMES[value], f"string {value}", f"{shown}: spells a flagged name")
-

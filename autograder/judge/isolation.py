@@ -19,6 +19,7 @@ passwd entry that run services and own files); and they are in Debian's 60000..6
 on demand to packages, which then appear in the passwd database (checked). Never 0..59999, where
 accounts of a directory service that this machine does not list may own files on shared disks.
 """
+
 from __future__ import annotations
 
 import errno
@@ -32,9 +33,9 @@ import stat
 import tempfile
 import time
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from autograder.harness.confine import landlock_abi
 
@@ -54,6 +55,7 @@ class IsolationError(RuntimeError):
 @dataclass(frozen=True)
 class IsolationLevel:
     """What this process can enforce on student code."""
+
     root: bool
     landlock_abi: int
 
@@ -69,14 +71,21 @@ class IsolationLevel:
         if self.root and abi >= 6:
             return f"full: a private uid per grading, Landlock ABI {abi} confines {what}"
         if self.root:
-            landlock = f"Landlock ABI {abi} confines only {what}" if abi else \
-                "no Landlock, so student code can read every world-readable file (see readable_by_others)"
+            landlock = (
+                f"Landlock ABI {abi} confines only {what}"
+                if abi
+                else "no Landlock, so student code can read every world-readable file (see readable_by_others)"
+            )
             return f"partial: a private uid per grading; {landlock}; a kernel >= 6.12 with Landlock isolates fully"
         if abi:
-            return (f"reduced: not root, so student code runs as your own user (Landlock ABI {abi} still confines "
-                    f"its {what}); grade untrusted code as root or in the Docker image")
-        return ("none: not root and no Landlock, so student code runs as your own user with all your access; "
-                "grade untrusted code as root in the Docker image")
+            return (
+                f"reduced: not root, so student code runs as your own user (Landlock ABI {abi} still confines "
+                f"its {what}); grade untrusted code as root or in the Docker image"
+            )
+        return (
+            "none: not root and no Landlock, so student code runs as your own user with all your access; "
+            "grade untrusted code as root in the Docker image"
+        )
 
 
 def isolation_level() -> IsolationLevel:
@@ -89,6 +98,7 @@ def _is_root() -> bool:
 
 
 # -- uid leases ------------------------------------------------------------------------------------
+
 
 class UidLease:
     """A uid (and the gid of the same number) held for one grading, until ``release()``."""
@@ -126,8 +136,10 @@ def state_dir(path: Path | str | None = None) -> Path:
     if not stat.S_ISDIR(info.st_mode):  # lstat: a link is not a folder
         raise IsolationError(f"{path} is not a folder (a link?): remove it; the grader keeps its uid locks there")
     if info.st_uid != os.geteuid() or info.st_mode & 0o022:
-        raise IsolationError(f"{path} belongs to uid {info.st_uid} or others may write in it: remove it, "
-                             f"the grader recreates it privately")
+        raise IsolationError(
+            f"{path} belongs to uid {info.st_uid} or others may write in it: remove it, "
+            f"the grader recreates it privately"
+        )
     return path
 
 
@@ -139,8 +151,10 @@ def lease_uid(state: Path | str | None = None, *, uids: range = UID_RANGE) -> Ui
     at a place that depends on this process's id, so parallel gradings rarely contend.
     """
     if not _is_root():
-        raise IsolationError("a private uid per grading needs root: run the grader as root (or in the Docker "
-                             "image), or grade without private uids")
+        raise IsolationError(
+            "a private uid per grading needs root: run the grader as root (or in the Docker "
+            "image), or grade without private uids"
+        )
     folder = state_dir(state)
     start = (os.getpid() * 2654435761) % len(uids)
     for i in range(len(uids)):
@@ -153,8 +167,10 @@ def lease_uid(state: Path | str | None = None, *, uids: range = UID_RANGE) -> Ui
             continue
         remove_files_of(uid)
         return UidLease(uid, fd, folder / f"uid-{uid}.lock")
-    raise IsolationError(f"no free uid in [{uids.start}, {uids.stop}): too many gradings at once, or leftover "
-                         f"processes of those uids (kill them)")
+    raise IsolationError(
+        f"no free uid in [{uids.start}, {uids.stop}): too many gradings at once, or leftover "
+        f"processes of those uids (kill them)"
+    )
 
 
 def _known(uid: int) -> bool:
@@ -195,6 +211,7 @@ def processes_of(uid: int) -> list[int]:
 
 
 # -- cleanup ---------------------------------------------------------------------------------------
+
 
 def _refuse(uid: int, what: str) -> None:
     if uid <= 0 or uid in (os.getuid(), os.geteuid()):
@@ -327,8 +344,7 @@ def _open_dir(fd: int, name: str, info: os.stat_result) -> int | None:
     return sub
 
 
-def _remove_entry(fd: int, name: str, info: os.stat_result, dev: int, top: int | None = None,
-                  depth: int = 0) -> bool:
+def _remove_entry(fd: int, name: str, info: os.stat_result, dev: int, top: int | None = None, depth: int = 0) -> bool:
     """Remove ``name`` in the folder ``fd`` (a whole tree if a folder); whether it is gone.
 
     Folders deeper than HOIST_DEPTH below ``top`` are moved up into ``top`` rather than opened, and
@@ -400,12 +416,12 @@ def remove_tree(path: Path | str) -> None:
     finally:
         os.close(parent)
     if os.path.lexists(path):
-        raise IsolationError(f"could not remove {path} entirely (a mount point inside, or no permission): "
-                             f"remove it by hand")
+        raise IsolationError(
+            f"could not remove {path} entirely (a mount point inside, or no permission): remove it by hand"
+        )
 
 
-def prepare_private_dir(path: Path | str, uid: int | None = None, gid: int | None = None,
-                        mode: int = 0o700) -> Path:
+def prepare_private_dir(path: Path | str, uid: int | None = None, gid: int | None = None, mode: int = 0o700) -> Path:
     """Create the folder ``path`` (its parent must exist) owned by ``uid``/``gid`` (default: this process).
 
     An existing empty folder (not a link) of this process or of ``uid`` is reused; anything else
@@ -417,8 +433,9 @@ def prepare_private_dir(path: Path | str, uid: int | None = None, gid: int | Non
     except FileExistsError:
         info = os.lstat(path)
         if not stat.S_ISDIR(info.st_mode) or info.st_uid not in (os.geteuid(), uid) or os.listdir(path):
-            raise IsolationError(f"{path} already exists and is not an empty folder of the grader's: remove it") \
-                from None
+            raise IsolationError(
+                f"{path} already exists and is not an empty folder of the grader's: remove it"
+            ) from None
     fd = os.open(path, DIR_FLAGS)
     try:
         if uid is not None or gid is not None:
@@ -432,6 +449,7 @@ def prepare_private_dir(path: Path | str, uid: int | None = None, gid: int | Non
 
 
 # -- what others can read ----------------------------------------------------------------------------
+
 
 def readable_by_others(paths: Iterable[Path | str]) -> list[str]:
     """The given paths whose content a user with no groups could read (mode bits; ACLs ignored).

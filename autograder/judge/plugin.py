@@ -124,8 +124,14 @@ class ScorePlugin:
             name = display_name(item.function, group)
             if "[" in item.name:
                 name += " [" + item.name.split("[", 1)[1]
-            self.outcomes[item.nodeid] = R.Outcome(item.nodeid, name, group, float(marker.args[0]), order=index,
-                                                   hidden=item.get_closest_marker("hidden") is not None)
+            self.outcomes[item.nodeid] = R.Outcome(
+                item.nodeid,
+                name,
+                group,
+                float(marker.args[0]),
+                order=index,
+                hidden=item.get_closest_marker("hidden") is not None,
+            )
             kept.append(item)
         if dropped:
             config.hook.pytest_deselected(items=dropped)
@@ -191,9 +197,15 @@ class ScorePlugin:
         path = self.config.getoption("--results-json", None)
         if path:
             outcomes = list(self.outcomes.values())
-            R.write_json(Path(path), R.results_document(outcomes, time.monotonic() - self.started,
-                                                        "\n".join(R.score_table(outcomes)),
-                                                        leaderboard=list(self.board.values())))
+            R.write_json(
+                Path(path),
+                R.results_document(
+                    outcomes,
+                    time.monotonic() - self.started,
+                    "\n".join(R.score_table(outcomes)),
+                    leaderboard=list(self.board.values()),
+                ),
+            )
         self._write_stream({"finished": True})
 
 

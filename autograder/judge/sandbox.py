@@ -109,11 +109,23 @@ def choose_identity(level: isolation.IsolationLevel, confine: bool) -> tuple[iso
     if not blocked:
         return lease, "uid", ""
     if confine and level.landlock_abi >= 1:
-        return lease, "uid-read", (f"the interpreter's files ({blocked[0]}) are not readable by other users: the "
-                                   f"private uid keeps the right to read files, only where Landlock allows")
+        return (
+            lease,
+            "uid-read",
+            (
+                f"the interpreter's files ({blocked[0]}) are not readable by other users: the "
+                f"private uid keeps the right to read files, only where Landlock allows"
+            ),
+        )
     lease.release()
-    return None, "nocaps", (f"the interpreter's files ({blocked[0]}) are not readable by other users, so calls run "
-                            f"as uid 0 without any capability")
+    return (
+        None,
+        "nocaps",
+        (
+            f"the interpreter's files ({blocked[0]}) are not readable by other users, so calls run "
+            f"as uid 0 without any capability"
+        ),
+    )
 
 
 @dataclass
@@ -165,10 +177,13 @@ class Sandbox:
         for rel in layout.files_for("sandbox"):
             (target / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(layout.PACKAGE_DIR / rel, target / rel)
-        shutil.copytree(self.staged.package_dir, self._src / self.staged.package,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(
+            self.staged.package_dir,
+            self._src / self.staged.package,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        )
         compileall.compile_dir(self._src, quiet=2)  # calls run with -B: they read .pyc, never write
-        for root, dirs, files in os.walk(self._src):
+        for root, _dirs, files in os.walk(self._src):
             os.chmod(root, 0o755)
             for name in files:
                 os.chmod(os.path.join(root, name), 0o644)
@@ -184,17 +199,34 @@ class Sandbox:
     def _start(self) -> None:
         parent, child = socket.socketpair()
         config = {"ctl_fd": child.fileno()}
-        env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "LD_LIBRARY_PATH",
-                                                           "CUDA_VISIBLE_DEVICES", "CUDA_HOME")}
-        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONHASHSEED="0",
-                   PYTORCH_NVML_BASED_CUDA_CHECK="1")
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k in ("PATH", "LANG", "LC_ALL", "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES", "CUDA_HOME")
+        }
+        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONHASHSEED="0", PYTORCH_NVML_BASED_CUDA_CHECK="1")
         log = os.open(self._base / "worker.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         try:
             self._worker = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-B", "-c", BOOTSTRAP, str(self._src), json.dumps(config),
-                 json.dumps(self._site_paths())],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, pass_fds=(child.fileno(),),
-                cwd=self._base, env=env, start_new_session=True)
+                [
+                    sys.executable,
+                    "-I",
+                    "-S",
+                    "-B",
+                    "-c",
+                    BOOTSTRAP,
+                    str(self._src),
+                    json.dumps(config),
+                    json.dumps(self._site_paths()),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                pass_fds=(child.fileno(),),
+                cwd=self._base,
+                env=env,
+                start_new_session=True,
+            )
         finally:
             os.close(log)
             child.close()
@@ -265,8 +297,10 @@ class Sandbox:
             self._start()
         outcome = self._run(probe, kwargs, timeout, host)
         if outcome.how == "timeout" and timeout < self.limits.call_timeout:
-            raise OutOfBudget(f"stopped after {timeout:.3g} s: the grading's time budget ({self.budget.total:g} s) "
-                              f"had no more time left for this call; make your code faster to get it graded")
+            raise OutOfBudget(
+                f"stopped after {timeout:.3g} s: the grading's time budget ({self.budget.total:g} s) "
+                f"had no more time left for this call; make your code faster to get it graded"
+            )
         return self._verdict(outcome, key, timeout, step=host is not None)
 
     def _run(self, probe: str, kwargs: dict, timeout: float, host: StageHost | None) -> CallOutcome:
@@ -276,9 +310,17 @@ class Sandbox:
         judge_end, child_end = socket.socketpair()
         started = time.monotonic()
         deadline = started + timeout
-        request = {"call": self._count, "dir": str(folder), "package": self.staged.package, "identity": self.identity,
-                   "uid": self.uid, "gid": self.uid, "landlock": self.confine,
-                   "protect": [str(REPO_ROOT), str(self._base / "worker.log")], "limits": self._limit_values()}
+        request = {
+            "call": self._count,
+            "dir": str(folder),
+            "package": self.staged.package,
+            "identity": self.identity,
+            "uid": self.uid,
+            "gid": self.uid,
+            "landlock": self.confine,
+            "protect": [str(REPO_ROOT), str(self._base / "worker.log")],
+            "limits": self._limit_values(),
+        }
         try:
             socket.send_fds(self._ctl, [json.dumps(request).encode()], [child_end.fileno()])
         finally:
@@ -344,8 +386,10 @@ class Sandbox:
             hint = " (out of memory?)" if outcome.value == signal.SIGKILL else ""
             raise ProbeFailed(f"your code's process was killed by {name}{hint}")
         if _flooded(outcome.log):
-            raise ProbeFailed("your code printed more output than the grader keeps (the output file limit); "
-                              "remove the prints from your loop")
+            raise ProbeFailed(
+                "your code printed more output than the grader keeps (the output file limit); "
+                "remove the prints from your loop"
+            )
         last = next((line for line in reversed(outcome.log.splitlines()) if line.strip()), "")
         detail = f"; its output ends with: {clean_line(last, 300)}" if last and outcome.value == 70 else ""
         raise ProbeFailed(f"your code ended the process (exit status {outcome.value}) before the step returned{detail}")
@@ -365,8 +409,7 @@ class Sandbox:
             self.lease.release()
 
 
-def _converse(sock: socket.socket, request: dict, deadline: float,
-              host: StageHost | None) -> tuple[dict | None, bool]:
+def _converse(sock: socket.socket, request: dict, deadline: float, host: StageHost | None) -> tuple[dict | None, bool]:
     """Send the request, answer stage requests, return the call's result envelope and whether it came."""
     try:
         sock.settimeout(max(0.01, deadline - time.monotonic()))
@@ -387,7 +430,7 @@ def _converse(sock: socket.socket, request: dict, deadline: float,
             except Exception as exc:  # noqa: BLE001 - a request the host could not answer: the student's error
                 answer = {"error": clean_line(f"{type(exc).__name__}: {exc}", 300)}
             wire.send(sock, answer)
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         return None, False
     except (EOFError, ConnectionError, wire.WireError, OSError):
         return None, True

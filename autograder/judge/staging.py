@@ -81,8 +81,14 @@ def _folder_candidates(folder: Path) -> list[Path]:
     """Where editable files may sit: the folder, its ``assignment/``, and the same in its one subfolder."""
     places = [folder, folder / practical.PACKAGE]
     try:
-        subfolders = [c for c in folder.iterdir() if c.is_dir() and not c.is_symlink()
-                      and not c.name.startswith((".", "__MACOSX")) and c.name != practical.PACKAGE]
+        subfolders = [
+            c
+            for c in folder.iterdir()
+            if c.is_dir()
+            and not c.is_symlink()
+            and not c.name.startswith((".", "__MACOSX"))
+            and c.name != practical.PACKAGE
+        ]
     except OSError:
         subfolders = []
     if len(subfolders) == 1:
@@ -95,11 +101,13 @@ def _inside(path: Path, folder: Path) -> bool:
     the grader's files or at another student's submission)."""
     real, top = os.path.realpath(path), os.path.realpath(folder)
     return os.path.commonpath([real, top]) == top and os.path.normpath(str(path)) == os.path.join(
-        os.path.normpath(str(folder)), os.path.relpath(real, top))
+        os.path.normpath(str(folder)), os.path.relpath(real, top)
+    )
 
 
-def _from_folder(folder: Path, staged: Staged, names=practical.EDITABLE_FILES,
-                 limit: int = MAX_FILE_BYTES) -> dict[str, bytes]:
+def _from_folder(
+    folder: Path, staged: Staged, names=practical.EDITABLE_FILES, limit: int = MAX_FILE_BYTES
+) -> dict[str, bytes]:
     found: dict[str, bytes] = {}
     places = _folder_candidates(folder)
     for name in names:
@@ -118,8 +126,9 @@ def _from_folder(folder: Path, staged: Staged, names=practical.EDITABLE_FILES,
     return found
 
 
-def _from_zip(archive: Path, staged: Staged, names=practical.EDITABLE_FILES,
-              limit: int = MAX_FILE_BYTES) -> dict[str, bytes]:
+def _from_zip(
+    archive: Path, staged: Staged, names=practical.EDITABLE_FILES, limit: int = MAX_FILE_BYTES
+) -> dict[str, bytes]:
     try:
         with zipfile.ZipFile(archive) as zf:
             infos = zf.infolist()
@@ -147,11 +156,14 @@ def _from_zip(archive: Path, staged: Staged, names=practical.EDITABLE_FILES,
                     with zf.open(info) as src:
                         found[name] = src.read(limit + 1)
                 except (RuntimeError, NotImplementedError) as exc:  # encrypted, or an unknown compression
-                    staged.rejected[name] = f"{name} cannot be read from the zip ({type(exc).__name__}): " \
-                                            f"zip it again without a password, with the default compression"
+                    staged.rejected[name] = (
+                        f"{name} cannot be read from the zip ({type(exc).__name__}): "
+                        f"zip it again without a password, with the default compression"
+                    )
                 except (zipfile.BadZipFile, EOFError, zlib.error):
-                    raise StagingError(f"{archive.name} is damaged ({name} does not match its checksum): "
-                                       f"upload it again") from None
+                    raise StagingError(
+                        f"{archive.name} is damaged ({name} does not match its checksum): upload it again"
+                    ) from None
             return found
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError):
         raise StagingError(f"{archive.name} is not a valid zip file") from None

@@ -37,8 +37,10 @@ class TrialSpec:
     kind: str = "mlp"
 
     def __str__(self) -> str:
-        return (f"{self.schedule} p={self.num_stages} m={self.num_microbatches} batch={self.batch_size} "
-                f"width={self.width} depth={self.depth} seed={self.seed}" + ("" if self.kind == "mlp" else " " + self.kind))
+        return (
+            f"{self.schedule} p={self.num_stages} m={self.num_microbatches} batch={self.batch_size} "
+            f"width={self.width} depth={self.depth} seed={self.seed}" + ("" if self.kind == "mlp" else " " + self.kind)
+        )
 
     @property
     def sizes(self) -> list[int]:
@@ -107,7 +109,7 @@ def reference(spec: TrialSpec) -> Reference:
     per_mb, row = [], 0
     for size in spec.sizes:
         model.zero_grad(set_to_none=True)
-        loss_fn(model(inputs[row:row + size]), targets[row:row + size]).backward()
+        loss_fn(model(inputs[row : row + size]), targets[row : row + size]).backward()
         per_mb.append({n: p.grad.detach().clone() for n, p in model.named_parameters()})
         row += size
     names = {id(p): n for n, p in model.named_parameters()}
@@ -122,9 +124,14 @@ def run_trial(sandbox: Sandbox, spec: TrialSpec) -> Trial:
     names = {id(p): n for n, p in host.model.named_parameters()}
     stage_names = [[names[id(p)] for p in ps] for ps in host.executor.params]
     sentinel = sentinel_grads(host.model, spec.seed)
-    kwargs = {"schedule": spec.schedule, "inputs": host.inputs, "targets": host.targets, "sizes": spec.sizes,
-              "params": [[p.detach() for p in ps] for ps in host.executor.params],
-              "sentinel": [[sentinel[n] for n in ns] for ns in stage_names]}
+    kwargs = {
+        "schedule": spec.schedule,
+        "inputs": host.inputs,
+        "targets": host.targets,
+        "sizes": spec.sizes,
+        "params": [[p.detach() for p in ps] for ps in host.executor.params],
+        "sentinel": [[sentinel[n] for n in ns] for ns in stage_names],
+    }
     try:
         data = sandbox.call("schedule", kwargs, key=practical.STEP_SCHEDULES[spec.schedule].function, host=host)
         trial = _check(spec, data, stage_names, kwargs["params"])
@@ -149,12 +156,21 @@ def _check(spec: TrialSpec, data: dict, stage_names: list[list[str]], given: lis
     error = data.get("error")
     _expect(error is None or isinstance(error, str), "error")
     grads, values, same = data.get("grads"), data.get("values"), data.get("same_params")
-    _expect(isinstance(grads, list) and isinstance(values, list) and isinstance(same, list)
-            and len(grads) == len(values) == len(same) == len(stage_names), "per-stage lists")
+    _expect(
+        isinstance(grads, list)
+        and isinstance(values, list)
+        and isinstance(same, list)
+        and len(grads) == len(values) == len(same) == len(stage_names),
+        "per-stage lists",
+    )
     trial = Trial(spec, error=clean_line(error) if error else None, returned=data.get("returned"))
     for s, names in enumerate(stage_names):
-        _expect(isinstance(grads[s], list) and isinstance(values[s], list)
-                and len(grads[s]) == len(values[s]) == len(names), f"stage {s}")
+        _expect(
+            isinstance(grads[s], list)
+            and isinstance(values[s], list)
+            and len(grads[s]) == len(values[s]) == len(names),
+            f"stage {s}",
+        )
         for name, g, v, ref in zip(names, grads[s], values[s], given[s]):
             _expect(g is None or (isinstance(g, torch.Tensor) and g.shape == ref.shape), f"grad of {name}")
             _expect(isinstance(v, torch.Tensor) and v.shape == ref.shape, f"value of {name}")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numbers
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 KINDS = ("F", "B", "I", "W")
 
@@ -70,12 +70,9 @@ class DeadlockError(ScheduleError):
     ``stuck`` maps each blocked rank to the action it is stuck at.
     """
 
-    def __init__(self, message: str, stuck: Optional[Mapping[int, Action]] = None) -> None:
+    def __init__(self, message: str, stuck: Mapping[int, Action] | None = None) -> None:
         super().__init__(message)
         self.stuck: dict[int, Action] = dict(stuck or {})
-
-
-
 
 
 _ACTION_RE = re.compile(r"^\s*(\d+)\s*([A-Za-z])\s*(\d+)\s*$")
@@ -111,18 +108,21 @@ def parse_action(x: Any, *, where: str = "") -> Action:
         stage, kind, mb = int(match.group(1)), match.group(2), int(match.group(3))
     elif isinstance(x, (tuple, list)):
         if len(x) != 3:
-            raise ScheduleError(f"{where}action {x!r} has {len(x)} fields, expected 3: "
-                                f"(stage, kind, micro-batch), e.g. (1, 'F', 0)")
+            raise ScheduleError(
+                f"{where}action {x!r} has {len(x)} fields, expected 3: (stage, kind, micro-batch), e.g. (1, 'F', 0)"
+            )
         stage, kind, mb = x
     else:
-        raise ScheduleError(f"{where}cannot read action {x!r} ({type(x).__name__}): "
-                            f"use Action(1, 'F', 0), (1, 'F', 0) or '1F0'")
+        raise ScheduleError(
+            f"{where}cannot read action {x!r} ({type(x).__name__}): use Action(1, 'F', 0), (1, 'F', 0) or '1F0'"
+        )
     stage = _check_index(stage, "stage", f"{where}action {x!r}: ")
     mb = _check_index(mb, "micro-batch", f"{where}action {x!r}: ")
     if not isinstance(kind, str) or kind not in KINDS:
         raise ScheduleError(
             f"{where}action {x!r}: kind {kind!r} is not one of {', '.join(KINDS)} "
-            f"(forward, full backward, input-grad, weight-grad)")
+            f"(forward, full backward, input-grad, weight-grad)"
+        )
     return Action(stage, kind, mb)
 
 
@@ -130,13 +130,14 @@ def _parse_rank_list(rank: int, actions: Any) -> list[Action]:
     if isinstance(actions, str):
         actions = actions.replace(",", " ").split()
     elif isinstance(actions, Action) or (
-            isinstance(actions, tuple) and len(actions) == 3 and isinstance(actions[1], str)):
+        isinstance(actions, tuple) and len(actions) == 3 and isinstance(actions[1], str)
+    ):
         raise ScheduleError(
             f"rank {rank}: expected a list of actions, got the single action {actions!r}; a schedule is "
-            f"{{rank: [actions]}} or [[rank 0's actions], [rank 1's actions], ...]")
+            f"{{rank: [actions]}} or [[rank 0's actions], [rank 1's actions], ...]"
+        )
     if not isinstance(actions, Iterable):
-        raise ScheduleError(
-            f"rank {rank}: expected a list of actions, got {type(actions).__name__} {actions!r}")
+        raise ScheduleError(f"rank {rank}: expected a list of actions, got {type(actions).__name__} {actions!r}")
     parsed = []
     for step, item in enumerate(actions):
         if item is None:  # torch.distributed.pipelining writes idle steps as None
@@ -159,8 +160,8 @@ def parse_schedule(obj: Any) -> Schedule:
         items = list(enumerate(obj))
     else:
         raise ScheduleError(
-            f"a schedule is a dict {{rank: [actions]}} or a list of per-rank action lists, "
-            f"got {type(obj).__name__}")
+            f"a schedule is a dict {{rank: [actions]}} or a list of per-rank action lists, got {type(obj).__name__}"
+        )
     schedule: Schedule = {}
     for rank, actions in items:
         rank = _check_index(rank, "rank", "schedule: ")
@@ -202,14 +203,19 @@ def interleaving_problem(num_ranks: int, num_microbatches: int, stages_per_rank:
     ``num_ranks``, so ``num_microbatches`` must be a multiple of ``num_ranks`` (Megatron's
     constraint). ``stages_per_rank == 1`` is plain 1F1B, any ``num_microbatches``.
     """
-    for name, value in (("num_ranks (p)", num_ranks), ("num_microbatches (m)", num_microbatches),
-                        ("stages_per_rank (v)", stages_per_rank)):
+    for name, value in (
+        ("num_ranks (p)", num_ranks),
+        ("num_microbatches (m)", num_microbatches),
+        ("stages_per_rank (v)", stages_per_rank),
+    ):
         if not _is_int(value) or value < 1:
             return f"{name} must be an int >= 1, got {value!r}"
     p, m = int(num_ranks), int(num_microbatches)
     if stages_per_rank == 1 or m % p == 0:
         return None
     options = " or ".join(f"m={k}" for k in sorted({m // p * p, (m // p + 1) * p}) if k > 0)
-    return (f"interleaved 1F1B needs the number of micro-batches to be a multiple of the number of ranks "
-            f"(Megatron's constraint), got m={m} with p={p} ranks: use {options}, or 1F1B / zero-bubble "
-            f"(any m)")
+    return (
+        f"interleaved 1F1B needs the number of micro-batches to be a multiple of the number of ranks "
+        f"(Megatron's constraint), got m={m} with p={p} ranks: use {options}, or 1F1B / zero-bubble "
+        f"(any m)"
+    )

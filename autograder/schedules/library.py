@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .actions import Action, Schedule, _check_pm
 
+
 def naive_schedule(p: int, m: int) -> Schedule:
     """No pipelining: micro-batch k goes forward and backward through every stage before k+1
     starts. Every stage runs F0 B0 F1 B1 ...; makespan m * p * (F + B)."""

@@ -8,8 +8,9 @@ import numbers
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .actions import Event, Schedule, ScheduleError, _is_int, parse_action
+from .actions import Action, Event, Schedule, ScheduleError, _is_int, parse_action
 from .simulate import Costs, SimResult, _result, simulate
+
 
 def _as_event(x: Any, index: int) -> Event:
     """An Event from an Event, a 5-tuple or a mapping with stage/kind/mb/start/end keys."""
@@ -24,7 +25,8 @@ def _as_event(x: Any, index: int) -> Event:
     if _is_int(mb) and mb < 0:
         raise ScheduleError(
             f"event {index}: {stage}{kind}{mb} has micro-batch {mb}: the tracer could not tell which "
-            f"micro-batch this activation was (see its notes)")
+            f"micro-batch this activation was (see its notes)"
+        )
     action = parse_action((stage, kind, mb), where=f"event {index}: ")
     for name, t in (("start", start), ("end", end)):
         if not isinstance(t, numbers.Real) or isinstance(t, bool) or not math.isfinite(t):
@@ -73,5 +75,3 @@ def timeline_from_events(events: Iterable[Any]) -> SimResult:
     for e in ordered:
         intervals.setdefault(e.stage, []).append((e.action, e.start - t0, e.end - t0))
     return _result(dict(sorted(intervals.items())))
-
-

@@ -12,7 +12,7 @@ import math
 import numbers
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from .actions import (
     KINDS,
@@ -25,6 +25,7 @@ from .actions import (
     parse_action,
     parse_schedule,
 )
+
 
 def _check_cost(name: str, value: Any) -> None:
     is_number = isinstance(value, numbers.Real) and not isinstance(value, bool)
@@ -47,10 +48,10 @@ class Costs:
 
     forward: float = 1.0
     backward: float = 2.0
-    input_grad: Optional[float] = None
-    weight_grad: Optional[float] = None
+    input_grad: float | None = None
+    weight_grad: float | None = None
     transfer: float = 0.0
-    rows: Optional[tuple[int, ...]] = None
+    rows: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in ("forward", "backward", "transfer"):
@@ -84,12 +85,10 @@ class Costs:
             if action.mb >= len(self.rows):
                 raise ScheduleError(
                     f"Costs.rows has {len(self.rows)} entries (micro-batches 0..{len(self.rows) - 1}) "
-                    f"but the schedule has {action}")
+                    f"but the schedule has {action}"
+                )
             value *= self.rows[action.mb] * len(self.rows) / sum(self.rows)
         return value
-
-
-
 
 
 def dependencies(action: Action, num_stages: int, present: Iterable[Action] = ()) -> list[Action]:
@@ -159,8 +158,10 @@ class SimResult:
     def summary(self) -> str:
         """One line: makespan, bubble fraction and peak in-flight micro-batches per stage."""
         peaks = ", ".join(f"stage {s}: {n}" for s, n in sorted(self.peak_in_flight.items()))
-        return (f"makespan {self.makespan:g}, bubble fraction {self.bubble_fraction:.3f}, "
-                f"peak in-flight micro-batches {{{peaks}}}")
+        return (
+            f"makespan {self.makespan:g}, bubble fraction {self.bubble_fraction:.3f}, "
+            f"peak in-flight micro-batches {{{peaks}}}"
+        )
 
 
 def _holds(intervals: Mapping[int, list[tuple[Action, float, float]]]) -> dict[tuple[int, int], tuple[float, float]]:
@@ -211,13 +212,19 @@ def _locate(schedule: Schedule) -> dict[Action, tuple[int, int]]:
                 r0, s0 = where[a]
                 raise ScheduleError(
                     f"{a} appears twice (rank {r0} step {s0} and rank {rank} step {step}): "
-                    f"each action must run exactly once")
+                    f"each action must run exactly once"
+                )
             where[a] = (rank, step)
     return where
 
 
-def _deadlock_message(schedule: Schedule, pos: dict[int, int], ended: Mapping[Action, float],
-                      where: Mapping[Action, tuple[int, int]], num_stages: int) -> str:
+def _deadlock_message(
+    schedule: Schedule,
+    pos: dict[int, int],
+    ended: Mapping[Action, float],
+    where: Mapping[Action, tuple[int, int]],
+    num_stages: int,
+) -> str:
     parts = []
     for rank, actions in schedule.items():
         if pos[rank] >= len(actions):
@@ -263,8 +270,7 @@ def simulate(schedule: Any, costs: Costs = Costs()) -> SimResult:
                 deps = dependencies(action, num_stages, where)
                 if any(d not in ended for d in deps):
                     break
-                start = max([clock[rank]] + [
-                    ended[d] + (costs.transfer if where[d][0] != rank else 0.0) for d in deps])
+                start = max([clock[rank]] + [ended[d] + (costs.transfer if where[d][0] != rank else 0.0) for d in deps])
                 end = start + costs.cost(action)
                 intervals[rank].append((action, start, end))
                 ended[action] = clock[rank] = end
@@ -274,5 +280,3 @@ def simulate(schedule: Any, costs: Costs = Costs()) -> SimResult:
         stuck = {rank: actions[pos[rank]] for rank, actions in schedule.items() if pos[rank] < len(actions)}
         raise DeadlockError(_deadlock_message(schedule, pos, ended, where, num_stages), stuck)
     return _result(intervals)
-
-

@@ -35,6 +35,7 @@ FAMILIES = ("naive", "gpipe", "1f1b", "interleaved-1f1b", "zb-h1")
 
 # -- the two definitions -----------------------------------------------------------------------------
 
+
 def idle_share(result: SimResult) -> float:
     """Share of the step's device time that is idle: ``1 - sum(busy) / (ranks x makespan)``, in [0, 1].
 
@@ -68,6 +69,7 @@ def ratio_from_share(share: float) -> float:
 
 
 # -- closed forms -------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Bubble:
@@ -127,8 +129,10 @@ def expected_bubble(family: str, p: int, m: int, v: int = 1, costs: Costs = Cost
     """
     family, p, m, v = _check_family(family, p, m, v)
     if costs.transfer != 0 or costs.rows is not None:
-        raise ScheduleError("expected_bubble: the closed forms assume transfer = 0 and even micro-batches "
-                            "(rows=None); simulate the schedule instead")
+        raise ScheduleError(
+            "expected_bubble: the closed forms assume transfer = 0 and even micro-batches "
+            "(rows=None); simulate the schedule instead"
+        )
     f, b, i, w = (costs.base(kind) for kind in "FBIW")
     if family == "naive":
         return Bubble(p * m * (f + b), m * (f + b))
@@ -137,8 +141,10 @@ def expected_bubble(family: str, p: int, m: int, v: int = 1, costs: Costs = Cost
     if family == "interleaved-1f1b":
         return Bubble(m * (f + b) + (p - 1) * (f + b) / v, m * (f + b))
     if w > min(f, i):
-        raise ScheduleError(f"expected_bubble: ZB-H1's closed form needs W <= min(F, I), got F={f:g}, I={i:g}, "
-                            f"W={w:g}; simulate the schedule instead")
+        raise ScheduleError(
+            f"expected_bubble: ZB-H1's closed form needs W <= min(F, I), got F={f:g}, I={i:g}, "
+            f"W={w:g}; simulate the schedule instead"
+        )
     busy = m * (f + i + w)
     makespan = busy + (p - 1) * (f + i - w) if m >= p else (m + p - 1) * (f + i) + w
     return Bubble(makespan, busy)
@@ -181,6 +187,7 @@ def expected_messages(p: int, m: int, v: int = 1) -> int:
 
 # -- measured on a schedule or a result -------------------------------------------------------------------
 
+
 def peak_in_flight_by_rank(result: SimResult) -> dict[int, int]:
     """``{rank: max number of (stage, micro-batch) pairs held at once by the rank's stages}``.
 
@@ -188,8 +195,7 @@ def peak_in_flight_by_rank(result: SimResult) -> dict[int, int]:
     (which is per stage, i.e. per model chunk); for one stage per rank the two agree. The activation
     memory of a rank: for an interleaved rank each pair is one chunk's activations (1/v of a stage's).
     """
-    stage_rank = {a.stage: rank for rank, rows in result.intervals.items() for a, _, _ in rows
-                  if a.kind == "F"}
+    stage_rank = {a.stage: rank for rank, rows in result.intervals.items() for a, _, _ in rows if a.kind == "F"}
     spans: dict[int, list[tuple[float, float]]] = {rank: [] for rank in result.intervals}
     for (stage, _), span in _holds(result.intervals).items():
         spans[stage_rank[stage]].append(span)
@@ -202,5 +208,10 @@ def cross_rank_messages(schedule: Any) -> int:
     schedule = parse_schedule(schedule)
     where = {a: rank for rank, actions in schedule.items() for a in actions}
     num_stages = num_stages_of(schedule)
-    return sum(1 for rank, actions in schedule.items() for a in actions
-               for d in dependencies(a, num_stages, where) if d in where and where[d] != rank)
+    return sum(
+        1
+        for rank, actions in schedule.items()
+        for a in actions
+        for d in dependencies(a, num_stages, where)
+        if d in where and where[d] != rank
+    )

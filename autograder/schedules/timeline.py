@@ -8,13 +8,14 @@
 A result comes from ``simulate`` / ``replay`` (times in cost units) or ``timeline_from_events``
 (measured times, in seconds), so real runs and simulations are drawn the same way.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import textwrap
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 from .actions import KIND_NAMES, Action
 from .simulate import SimResult
@@ -49,8 +50,9 @@ def _column(t: float, scale: float) -> int:
     return int(math.floor(t * scale + 0.5))  # round half up: deterministic, no banker's rounding
 
 
-def _draw_row(rows: list[tuple[Action, float, float]], scale: float, cols: int,
-              chunk_of: dict[int, int] | None = None) -> tuple[str, str]:
+def _draw_row(
+    rows: list[tuple[Action, float, float]], scale: float, cols: int, chunk_of: dict[int, int] | None = None
+) -> tuple[str, str]:
     """The rank's row (boxes labelled ``F0``, or the letter alone when too narrow; ``.`` idle) and,
     with ``chunk_of`` (``{stage: chunk index}``), the chunk line: the chunk of each box at its
     first column, spaces elsewhere."""
@@ -109,8 +111,7 @@ def ascii_gantt(result: SimResult, width: int = 100, legend: bool = True) -> str
     end = f"{result.makespan:.4g}"
     lines.append(" " * (label_width + 1) + "0" + end.rjust(cols + 1))
     if legend:
-        kinds = sorted({a.kind for rows in result.intervals.values() for a, _, _ in rows},
-                       key="FBIW".index)
+        kinds = sorted({a.kind for rows in result.intervals.values() for a, _, _ in rows}, key="FBIW".index)
         keys = ", ".join(f"{k} {KIND_NAMES[k]}" for k in kinds)
         chunk_key = "; chunk line: each box's chunk, 0 = the rank's first stage" if interleaved else ""
         lines += textwrap.wrap(f"legend: {keys}, {_IDLE} idle; box width = duration{chunk_key}", width)
@@ -129,30 +130,38 @@ def chrome_trace(result: SimResult, unit_s: float = 1.0) -> dict[str, Any]:
         raise ValueError(f"chrome_trace: unit_s must be a positive number of seconds, got {unit_s!r}")
     us = unit_s * 1e6
     events: list[dict[str, Any]] = [
-        {"name": "process_name", "ph": "M", "pid": 0, "tid": 0, "args": {"name": "pipeline"}}]
+        {"name": "process_name", "ph": "M", "pid": 0, "tid": 0, "args": {"name": "pipeline"}}
+    ]
     for rank in result.intervals:
-        events.append({"name": "thread_name", "ph": "M", "pid": 0, "tid": rank,
-                       "args": {"name": rank_label(result, rank)}})
-        events.append({"name": "thread_sort_index", "ph": "M", "pid": 0, "tid": rank,
-                       "args": {"sort_index": rank}})
+        events.append(
+            {"name": "thread_name", "ph": "M", "pid": 0, "tid": rank, "args": {"name": rank_label(result, rank)}}
+        )
+        events.append({"name": "thread_sort_index", "ph": "M", "pid": 0, "tid": rank, "args": {"sort_index": rank}})
     for rank, rows in result.intervals.items():
         for action, start, end in rows:
-            events.append({
-                "name": str(action), "cat": KIND_NAMES[action.kind], "ph": "X",
-                "ts": start * us, "dur": (end - start) * us, "pid": 0, "tid": rank,
-                "args": {"stage": action.stage, "mb": action.mb, "kind": action.kind},
-            })
+            events.append(
+                {
+                    "name": str(action),
+                    "cat": KIND_NAMES[action.kind],
+                    "ph": "X",
+                    "ts": start * us,
+                    "dur": (end - start) * us,
+                    "pid": 0,
+                    "tid": rank,
+                    "args": {"stage": action.stage, "mb": action.mb, "kind": action.kind},
+                }
+            )
     return {"traceEvents": events, "displayTimeUnit": "ms"}
 
 
-def write_chrome_trace(result: SimResult, path: Union[str, Path], unit_s: float = 1.0) -> Path:
+def write_chrome_trace(result: SimResult, path: str | Path, unit_s: float = 1.0) -> Path:
     """Write :func:`chrome_trace` of ``result`` to ``path`` (JSON); returns the path."""
     path = Path(path)
     path.write_text(json.dumps(chrome_trace(result, unit_s)))
     return path
 
 
-def save_png(result: SimResult, path: Union[str, Path], title: Optional[str] = None) -> Path:
+def save_png(result: SimResult, path: str | Path, title: str | None = None) -> Path:
     """Draw ``result`` as a Gantt chart PNG at ``path``; returns the path.
 
     One row per rank (stage 0 on top), F / B / I / W boxes in distinct colours with the
@@ -167,17 +176,25 @@ def save_png(result: SimResult, path: Union[str, Path], title: Optional[str] = N
         raise RuntimeError("PNG timelines need matplotlib: pip install 'pipeline-practical[plot]'") from None
     ranks = list(result.intervals)
     interleaved = not _one_stage_per_rank(result)
-    fig = Figure(figsize=(min(4 + 0.25 * sum(len(r) for r in result.intervals.values()), 16),
-                          1.2 + 0.6 * max(len(ranks), 1)), dpi=100)
+    fig = Figure(
+        figsize=(min(4 + 0.25 * sum(len(r) for r in result.intervals.values()), 16), 1.2 + 0.6 * max(len(ranks), 1)),
+        dpi=100,
+    )
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     for row, rank in enumerate(ranks):
         for action, start, end in result.intervals[rank]:
-            ax.barh(row, end - start, left=start, height=0.8, color=PNG_COLOURS[action.kind],
-                    edgecolor="black", linewidth=0.5)
+            ax.barh(
+                row,
+                end - start,
+                left=start,
+                height=0.8,
+                color=PNG_COLOURS[action.kind],
+                edgecolor="black",
+                linewidth=0.5,
+            )
             text = str(action) if interleaved else str(action.mb)
-            ax.text((start + end) / 2, row, text, ha="center", va="center", fontsize=7,
-                    color="white", clip_on=True)
+            ax.text((start + end) / 2, row, text, ha="center", va="center", fontsize=7, color="white", clip_on=True)
     ax.set_yticks(range(len(ranks)), [rank_label(result, r) for r in ranks])
     ax.set_ylim(len(ranks) - 0.5, -0.5)  # stage 0 on top
     ax.set_xlim(0, result.makespan if result.makespan > 0 else 1)
@@ -185,8 +202,13 @@ def save_png(result: SimResult, path: Union[str, Path], title: Optional[str] = N
     ax.set_facecolor("#f2f2f2")  # idle time shows as grey background
     kinds = sorted({a.kind for rows in result.intervals.values() for a, _, _ in rows}, key="FBIW".index)
     if kinds:
-        ax.legend(handles=[Patch(color=PNG_COLOURS[k], label=f"{k} {KIND_NAMES[k]}") for k in kinds],
-                  loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+        ax.legend(
+            handles=[Patch(color=PNG_COLOURS[k], label=f"{k} {KIND_NAMES[k]}") for k in kinds],
+            loc="upper left",
+            bbox_to_anchor=(1.0, 1.0),
+            fontsize=8,
+            frameon=False,
+        )
     head = f"makespan {result.makespan:.4g}, bubble fraction {result.bubble_fraction:.3f}"
     ax.set_title(f"{title}: {head}" if title else head, fontsize=10)
     fig.tight_layout()

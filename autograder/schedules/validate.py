@@ -7,7 +7,7 @@ micro-batches a multiple of the ranks). Every error is one summary line, then th
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from .actions import (
     KINDS,
@@ -62,7 +62,7 @@ def format_grid(schedule: Any, mark: Any = None, window: int | None = None, labe
     return "\n".join(lines)
 
 
-def _mark_position(schedule: Schedule, mark: Any) -> Optional[tuple[int, int]]:
+def _mark_position(schedule: Schedule, mark: Any) -> tuple[int, int] | None:
     if mark is None:
         return None
     if isinstance(mark, tuple) and len(mark) == 2 and all(_is_int(x) for x in mark):
@@ -107,25 +107,28 @@ def _stage_homes(schedule: Schedule) -> dict[int, tuple[int, int, int]]:
     return homes
 
 
-def _placement_problem(a: Action, rank: int, placement: str | None, num_ranks: int, num_stages: int,
-                       homes: dict[int, tuple[int, int, int]]) -> str | None:
+def _placement_problem(
+    a: Action, rank: int, placement: str | None, num_ranks: int, num_stages: int, homes: dict[int, tuple[int, int, int]]
+) -> str | None:
     """Why ``a`` may not run on ``rank``, or None. ``homes``: :func:`_stage_homes`."""
     if placement == "looped" and a.stage % num_ranks != rank:
-        return (f"{a} is on rank {rank}, but with looped placement over {num_ranks} ranks stage {a.stage} runs on "
-                f"rank {a.stage % num_ranks} (stage s on rank s % {num_ranks}: rank r holds stages r, "
-                f"r+{num_ranks}, ...)")
+        return (
+            f"{a} is on rank {rank}, but with looped placement over {num_ranks} ranks stage {a.stage} runs on "
+            f"rank {a.stage % num_ranks} (stage s on rank s % {num_ranks}: rank r holds stages r, "
+            f"r+{num_ranks}, ...)"
+        )
     if placement is None and num_ranks == num_stages and a.stage != rank:
-        return (f"{a} is on rank {rank}, but with one stage per rank stage {a.stage} "
-                f"must run on rank {a.stage}")
+        return f"{a} is on rank {rank}, but with one stage per rank stage {a.stage} must run on rank {a.stage}"
     home, n, total = homes[a.stage]
     if home != rank:
-        return (f"{a} is on rank {rank}, but stage {a.stage} runs on rank {home} ({n} of its {total} actions): "
-                f"a stage's weights live on one rank, so all its actions go in that rank's list")
+        return (
+            f"{a} is on rank {rank}, but stage {a.stage} runs on rank {home} ({n} of its {total} actions): "
+            f"a stage's weights live on one rank, so all its actions go in that rank's list"
+        )
     return None
 
 
-def _order_problem(a: Action, rank: int, step: int, where: dict[Action, Cell], seen: dict[Action, Cell]
-                   ) -> str | None:
+def _order_problem(a: Action, rank: int, step: int, where: dict[Action, Cell], seen: dict[Action, Cell]) -> str | None:
     """Why ``a`` at (rank, step) is wrong given the actions ``seen`` so far, or None."""
     if a in seen:
         r0, s0 = seen[a]
@@ -133,8 +136,10 @@ def _order_problem(a: Action, rank: int, step: int, where: dict[Action, Cell], s
     other_form = ("I", "W") if a.kind == "B" else ("B",) if a.kind in ("I", "W") else ()
     for kind in other_form:
         if Action(a.stage, kind, a.mb) in seen:
-            return (f"{a} mixes a full backward with a split one: stage {a.stage} micro-batch "
-                    f"{a.mb} already has {Action(a.stage, kind, a.mb)}; use either B or I then W")
+            return (
+                f"{a} mixes a full backward with a split one: stage {a.stage} micro-batch "
+                f"{a.mb} already has {Action(a.stage, kind, a.mb)}; use either B or I then W"
+            )
     need = {"B": "F", "I": "F", "W": "I"}.get(a.kind)
     if need:
         before = Action(a.stage, need, a.mb)
@@ -144,8 +149,9 @@ def _order_problem(a: Action, rank: int, step: int, where: dict[Action, Cell], s
     return None
 
 
-def _first_local_violation(schedule: Schedule, num_stages: int, num_microbatches: int,
-                           placement: str | None = None) -> tuple[str, Cell] | None:
+def _first_local_violation(
+    schedule: Schedule, num_stages: int, num_microbatches: int, placement: str | None = None
+) -> tuple[str, Cell] | None:
     """Scan the grid row by row (step, then rank) for the first action wrong on its own:
     out of range, on the wrong rank, listed twice, mixing B with I/W, or running on its rank
     before the same-stage action it needs (F before B/I, I before W). Returns (summary, cell)."""
@@ -162,13 +168,19 @@ def _first_local_violation(schedule: Schedule, num_stages: int, num_microbatches
                 continue
             a, cell = actions[step], (rank, step)
             if a.stage >= num_stages:
-                return (f"{a}: stage {a.stage} is out of range, the pipeline has {num_stages} stages "
-                        f"(0..{num_stages - 1})", cell)
+                return (
+                    f"{a}: stage {a.stage} is out of range, the pipeline has {num_stages} stages (0..{num_stages - 1})",
+                    cell,
+                )
             if a.mb >= num_microbatches:
-                return (f"{a}: micro-batch {a.mb} is out of range, there are {num_microbatches} "
-                        f"micro-batches (0..{num_microbatches - 1})", cell)
-            problem = (_placement_problem(a, rank, placement, len(schedule), num_stages, homes)
-                       or _order_problem(a, rank, step, where, seen))
+                return (
+                    f"{a}: micro-batch {a.mb} is out of range, there are {num_microbatches} "
+                    f"micro-batches (0..{num_microbatches - 1})",
+                    cell,
+                )
+            problem = _placement_problem(a, rank, placement, len(schedule), num_stages, homes) or _order_problem(
+                a, rank, step, where, seen
+            )
             if problem:
                 return (problem, cell)
             seen[a] = cell
@@ -186,8 +198,9 @@ def _missing(present: set[Action], stage: int, mb: int) -> list[Action]:
     return missing
 
 
-def _first_count_violation(schedule: Schedule, num_stages: int, num_microbatches: int
-                           ) -> tuple[str, Cell | None] | None:
+def _first_count_violation(
+    schedule: Schedule, num_stages: int, num_microbatches: int
+) -> tuple[str, Cell | None] | None:
     """First (stage, mb) without exactly one F and exactly one B or one I and one W, as (summary,
     cell of the action it has that the missing one belongs with, e.g. the I of a missing W)."""
     where: dict[Action, Cell] = {}
@@ -202,17 +215,24 @@ def _first_count_violation(schedule: Schedule, num_stages: int, num_microbatches
             partner = next((Action(stage, k, mb) for k in "IWFB" if Action(stage, k, mb) in where), None)
             cell = where[partner] if partner else None
             if [a.kind for a in missing] == ["W"]:
-                return (f"missing action {missing[0]}: {partner} (marked) has no weight-grad half; add "
-                        f"{missing[0]} after it in rank {cell[0]}'s list (each micro-batch runs F, I and W "
-                        f"on every stage)", cell)
+                return (
+                    f"missing action {missing[0]}: {partner} (marked) has no weight-grad half; add "
+                    f"{missing[0]} after it in rank {cell[0]}'s list (each micro-batch runs F, I and W "
+                    f"on every stage)",
+                    cell,
+                )
             names = " and ".join(str(a) for a in missing)
-            return (f"missing action {names}: every stage must run F and B (or I and W) exactly "
-                    f"once for each of the {num_microbatches} micro-batches", cell)
+            return (
+                f"missing action {names}: every stage must run F and B (or I and W) exactly "
+                f"once for each of the {num_microbatches} micro-batches",
+                cell,
+            )
     return None
 
 
-def validate(schedule: Any, num_stages: Optional[int] = None, num_microbatches: Optional[int] = None, *,
-             placement: str | None = None) -> None:
+def validate(
+    schedule: Any, num_stages: int | None = None, num_microbatches: int | None = None, *, placement: str | None = None
+) -> None:
     """Check that ``schedule`` is a complete, correctly placed, deadlock-free pipeline schedule.
 
     ``num_stages`` / ``num_microbatches`` default to the largest stage / micro-batch index plus
@@ -237,7 +257,8 @@ def validate(schedule: Any, num_stages: Optional[int] = None, num_microbatches: 
     schedule = parse_schedule(schedule)
     num_stages = _check_count_arg(num_stages, "num_stages") or num_stages_of(schedule)
     num_microbatches = _check_count_arg(num_microbatches, "num_microbatches") or (
-        1 + max((a.mb for actions in schedule.values() for a in actions), default=-1))
+        1 + max((a.mb for actions in schedule.values() for a in actions), default=-1)
+    )
     local = _first_local_violation(schedule, num_stages, num_microbatches, placement)
     if local:
         _fail(schedule, *local)
@@ -247,9 +268,10 @@ def validate(schedule: Any, num_stages: Optional[int] = None, num_microbatches: 
     try:
         simulate(schedule, Costs(forward=1.0, backward=1.0))
     except DeadlockError as err:
-        rank = min(err.stuck, key=lambda r: (schedule[r].index(err.stuck[r]), r))
-        mark = (rank, schedule[rank].index(err.stuck[rank]))
-        raise DeadlockError(f"{err}\n{format_grid(schedule, mark)}", err.stuck) from None
+        stuck = err.stuck
+        rank = min(stuck, key=lambda r: (schedule[r].index(stuck[r]), r))
+        mark = (rank, schedule[rank].index(stuck[rank]))
+        raise DeadlockError(f"{err}\n{format_grid(schedule, mark)}", stuck) from None
 
 
 def validate_interleaved(schedule: Any, num_ranks: int, num_microbatches: int, stages_per_rank: int) -> None:
@@ -263,6 +285,5 @@ def validate_interleaved(schedule: Any, num_ranks: int, num_microbatches: int, s
     if problem:
         _fail(schedule, problem)
     if list(schedule) != list(range(num_ranks)):
-        _fail(schedule, f"expected one list per rank 0..{num_ranks - 1} (p = {num_ranks}), got ranks "
-                        f"{list(schedule)}")
+        _fail(schedule, f"expected one list per rank 0..{num_ranks - 1} (p = {num_ranks}), got ranks {list(schedule)}")
     validate(schedule, num_ranks * stages_per_rank, num_microbatches, placement="looped")

@@ -16,11 +16,13 @@ student's own per-stage 1F1B lists once Part 6 is done) this writes into DIR:
 The JSON files hold the numbers the PNGs show, so tests (and students) can check them. PNGs need
 matplotlib (the ``plot`` extra); without it only the JSON is written, and ``warn`` says so once.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..schedules import timeline_from_events
 from ..schedules.timeline import PNG_COLOURS, save_png, write_chrome_trace
@@ -59,9 +61,13 @@ def sweep_data(results: list[dict], p: int, setting: dict | None = None) -> dict
     for r in sorted(results, key=lambda r: (list(LABELS).index(r["name"]), r["m"])):
         entry = schedules.setdefault(r["name"], {"label": LABELS[r["name"]], "points": []})
         entry["points"].append(_point(r))
-    return {"p": p, "microbatches": sorted({r["m"] for r in results}), "setting": dict(setting or {}),
-            "costs": {"forward": 1.0, "backward": 2.0, "note": "per average micro-batch, scaled by its rows"},
-            "schedules": schedules}
+    return {
+        "p": p,
+        "microbatches": sorted({r["m"] for r in results}),
+        "setting": dict(setting or {}),
+        "costs": {"forward": 1.0, "backward": 2.0, "note": "per average micro-batch, scaled by its rows"},
+        "schedules": schedules,
+    }
 
 
 def _figure(width: float, height: float):
@@ -90,9 +96,16 @@ def _axes_against_m(fig, count: int, ms: list[int], titles: tuple[str, ...]):
 def plot_sweep(sweep: dict[str, Any], path: Path, title: str = "") -> Path:
     """Three panels against m: measured step time (with its IQR), replayed speedup, bubble fraction."""
     fig = _figure(15, 4.6)
-    axes = _axes_against_m(fig, 3, sweep["microbatches"], (
-        "measured step time (ms, median and IQR)", f"replayed speedup over naive (p = {sweep['p']})",
-        "bubble fraction (replayed)"))
+    axes = _axes_against_m(
+        fig,
+        3,
+        sweep["microbatches"],
+        (
+            "measured step time (ms, median and IQR)",
+            f"replayed speedup over naive (p = {sweep['p']})",
+            "bubble fraction (replayed)",
+        ),
+    )
     for name, entry in sweep["schedules"].items():
         colour, marker, line = STYLE[name]
         kw = dict(color=colour, marker=marker, linestyle=line, label=entry["label"])
@@ -101,8 +114,9 @@ def plot_sweep(sweep: dict[str, Any], path: Path, title: str = "") -> Path:
         if timed:
             low = [pt["step_ms"] - pt["step_iqr_ms"][0] for pt in timed]
             high = [pt["step_iqr_ms"][1] - pt["step_ms"] for pt in timed]
-            axes[0].errorbar([pt["m"] for pt in timed], [pt["step_ms"] for pt in timed], yerr=[low, high],
-                             capsize=3, **kw)
+            axes[0].errorbar(
+                [pt["m"] for pt in timed], [pt["step_ms"] for pt in timed], yerr=[low, high], capsize=3, **kw
+            )
         axes[1].plot(xs, [pt["speedup"] for pt in entry["points"]], **kw)
         axes[2].plot(xs, [pt["bubble"] for pt in entry["points"]], **kw)
     axes[0].set_ylim(bottom=0)
@@ -119,8 +133,12 @@ def plot_sweep(sweep: dict[str, Any], path: Path, title: str = "") -> Path:
 def plot_memory(sweep: dict[str, Any], path: Path, title: str = "") -> Path:
     """Two panels against m, stage 0 (the stage that holds the most): micro-batches in flight, KiB held."""
     fig = _figure(11, 4.4)
-    axes = _axes_against_m(fig, 2, sweep["microbatches"], (
-        "peak micro-batches in flight on stage 0", "peak saved activations on stage 0 (KiB)"))
+    axes = _axes_against_m(
+        fig,
+        2,
+        sweep["microbatches"],
+        ("peak micro-batches in flight on stage 0", "peak saved activations on stage 0 (KiB)"),
+    )
     for name, entry in sweep["schedules"].items():
         colour, marker, line = STYLE[name]
         kw = dict(color=colour, marker=marker, linestyle=line, label=entry["label"])
@@ -130,8 +148,10 @@ def plot_memory(sweep: dict[str, Any], path: Path, title: str = "") -> Path:
     for ax in axes:
         ax.set_ylim(bottom=0)
         ax.legend(fontsize=7)
-    fig.suptitle(title or f"activation memory, p = {sweep['p']} (same batch, so a micro-batch is smaller at larger m)",
-                 fontsize=10)
+    fig.suptitle(
+        title or f"activation memory, p = {sweep['p']} (same batch, so a micro-batch is smaller at larger m)",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, format="png")
     return Path(path)
@@ -149,18 +169,24 @@ def write_figures(results: list[dict], args, out_dir: Path, warn: Callable[[str]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     p = args.stages
-    setting = {k: getattr(args, k) for k in ("model", "width", "depth", "batch", "device", "seed", "threads")
-               if hasattr(args, k)}
+    setting = {
+        k: getattr(args, k)
+        for k in ("model", "width", "depth", "batch", "device", "seed", "threads")
+        if hasattr(args, k)
+    }
     where = f"{args.model} width {args.width} depth {args.depth} batch {args.batch}"
     sweep = sweep_data(results, p, setting)
     written = [_write_json(out_dir / "sweep.json", sweep), _write_json(out_dir / "in_flight.json", sweep)]
     pngs: list[tuple[Callable[..., Path], tuple]] = [
         (plot_sweep, (sweep, out_dir / "sweep.png", f"Part 4 sweep, p = {p} ({where})")),
-        (plot_memory, (sweep, out_dir / "in_flight.png"))]
+        (plot_memory, (sweep, out_dir / "in_flight.png")),
+    ]
     for r in results:
         stem, title = f"timeline-{r['name']}-p{p}-m{r['m']}", f"{LABELS[r['name']]}, p={p}, m={r['m']}"
-        for suffix, result, note in (("replayed", r["replayed"], "replayed"),
-                                     ("measured", timeline_from_events(r["events"]), "measured, seconds")):
+        for suffix, result, note in (
+            ("replayed", r["replayed"], "replayed"),
+            ("measured", timeline_from_events(r["events"]), "measured, seconds"),
+        ):
             written.append(write_chrome_trace(result, out_dir / f"{stem}-{suffix}.json"))
             pngs.append((save_png, (result, out_dir / f"{stem}-{suffix}.png", f"{title} ({note})")))
     for draw, draw_args in pngs:

@@ -56,8 +56,15 @@ def timing_of(samples_ms: list[float]) -> Timing:
     return Timing(q2, q1, q3, len(samples_ms))
 
 
-def measure(step: Callable[[], object], *, sync: Callable[[], None] | None = None, warmup: int = 2,
-            budget_s: float = 2.0, min_steps: int = MIN_STEPS, max_steps: int = MAX_STEPS) -> Timing:
+def measure(
+    step: Callable[[], object],
+    *,
+    sync: Callable[[], None] | None = None,
+    warmup: int = 2,
+    budget_s: float = 2.0,
+    min_steps: int = MIN_STEPS,
+    max_steps: int = MAX_STEPS,
+) -> Timing:
     """Time ``step`` (``sync`` waits for the device first and after) until its IQR is within
     ``STABLE_SPREAD`` of the median (after at least ``min_steps``), ``max_steps`` are timed, or
     ``budget_s`` seconds have passed."""

@@ -13,6 +13,7 @@ would do with it). Examples::
     python -m assignment.run --trace-dir out/     # Chrome traces (and PNGs with matplotlib)
     python -m assignment.run --sweep --plot out/  # Part 4 figures: timelines, sweep, memory (+ JSON data)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,6 +45,7 @@ def _positive(kind=int):
         if value <= 0:
             raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
         return value
+
     return parse
 
 
@@ -55,23 +57,41 @@ def build_parser(package: str = practical.PACKAGE) -> argparse.ArgumentParser:
     p.add_argument("--width", type=_positive(), default=256, help="model width (default 256)")
     p.add_argument("--depth", type=_positive(), default=8, help="model layers (default 8)")
     p.add_argument("--model", choices=["mlp", "transformer"], default="mlp", help="course model (default mlp)")
-    p.add_argument("--schedule", choices=["all", *practical.STEP_SCHEDULES], default="all",
-                   help="which schedule(s) to run")
+    p.add_argument(
+        "--schedule", choices=["all", *practical.STEP_SCHEDULES], default="all", help="which schedule(s) to run"
+    )
     p.add_argument("--steps", type=_positive(), default=7, help="timed steps at least (default 7)")
-    p.add_argument("--budget", type=_positive(float), default=2.0,
-                   help="seconds of timing per row at most; timing stops earlier once the spread is small")
+    p.add_argument(
+        "--budget",
+        type=_positive(float),
+        default=2.0,
+        help="seconds of timing per row at most; timing stops earlier once the spread is small",
+    )
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads while timing (default 1: every schedule gets the same; 0 = torch's default)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads while timing (default 1: every schedule gets the same; 0 = torch's default)",
+    )
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where stages run (default auto)")
     p.add_argument("--seed", type=int, default=0, help="model and data seed (default 0)")
     p.add_argument("--sweep", action="store_true", help="Part 4: the table for m = 2, 4, 8 as Markdown")
     p.add_argument("--timeline", action="store_true", help="draw each schedule's replayed timeline (ASCII)")
-    p.add_argument("--trace-dir", type=Path, default=None,
-                   help="write each schedule's timeline as Chrome trace JSON (and PNG if matplotlib is installed)")
-    p.add_argument("--plot", type=Path, default=None, metavar="DIR",
-                   help="write the figures to DIR: timelines (replayed and measured), step time, speedup, bubble "
-                        "and activation memory against m; PNG (with matplotlib) and JSON data")
+    p.add_argument(
+        "--trace-dir",
+        type=Path,
+        default=None,
+        help="write each schedule's timeline as Chrome trace JSON (and PNG if matplotlib is installed)",
+    )
+    p.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write the figures to DIR: timelines (replayed and measured), step time, speedup, bubble "
+        "and activation memory against m; PNG (with matplotlib) and JSON data",
+    )
     return p
 
 
@@ -79,8 +99,10 @@ def check_args(args) -> None:
     if args.model == "transformer" and args.width % 4:
         raise Usage(f"argument --width: the transformer needs a multiple of 4, got {args.width}")
     if args.stages > args.depth:
-        raise Usage(f"argument --stages: {args.stages} stages need at least {args.stages} layers, --depth is {args.depth}")
-    for m in (SWEEP_MS if args.sweep else [args.microbatches]):
+        raise Usage(
+            f"argument --stages: {args.stages} stages need at least {args.stages} layers, --depth is {args.depth}"
+        )
+    for m in SWEEP_MS if args.sweep else [args.microbatches]:
         if m > args.batch:
             raise Usage(f"argument --microbatches: {m} micro-batches need at least {m} rows, --batch is {args.batch}")
     if args.warmup < 0 or args.threads < 0:
@@ -91,7 +113,7 @@ def _rows(package: str, args, missing: set[str]) -> tuple[list[dict], list[str],
     """Run every (m, schedule); returns the results, the lines to print, and whether one failed."""
     names = list(practical.STEP_SCHEDULES) if args.schedule == "all" else [args.schedule]
     results, lines, failed = [], [], False
-    for m in (SWEEP_MS if args.sweep else [args.microbatches]):
+    for m in SWEEP_MS if args.sweep else [args.microbatches]:
         for name in names:
             spec = practical.STEP_SCHEDULES[name]
             if spec.task in missing:
@@ -121,7 +143,8 @@ def main(argv: list[str] | None = None, package: str = practical.PACKAGE) -> int
         args = build_parser(package).parse_args(argv)
         check_args(args)
         placement = S.module(package, "devices").describe_placement(
-            S.module(package, "devices").stage_devices(args.stages, args.device))
+            S.module(package, "devices").stage_devices(args.stages, args.device)
+        )
     except (Usage, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -149,13 +172,17 @@ def main(argv: list[str] | None = None, package: str = practical.PACKAGE) -> int
     return 1 if failed or todo else 0
 
 
-LEGEND = ("step = measured median (interquartile range) in ms; replayed = speedup over naive on p emulated "
-          "in-order devices (F = rows, B = 2 x rows); bubble = idle share of the replayed step; peak = most "
-          "micro-batches in flight on a stage; act. KiB = most saved activations a stage holds (replayed).\n")
-HEADER = ("| schedule           | p |  m | step ms (IQR)         | replayed | bubble | peak | act. KiB | loss     "
-          "| max dg/g_ref   |\n"
-          "|--------------------|---|----|-----------------------|----------|--------|------|----------|----------"
-          "|----------------|")
+LEGEND = (
+    "step = measured median (interquartile range) in ms; replayed = speedup over naive on p emulated "
+    "in-order devices (F = rows, B = 2 x rows); bubble = idle share of the replayed step; peak = most "
+    "micro-batches in flight on a stage; act. KiB = most saved activations a stage holds (replayed).\n"
+)
+HEADER = (
+    "| schedule           | p |  m | step ms (IQR)         | replayed | bubble | peak | act. KiB | loss     "
+    "| max dg/g_ref   |\n"
+    "|--------------------|---|----|-----------------------|----------|--------|------|----------|----------"
+    "|----------------|"
+)
 
 
 def write_pictures(results: list[dict], args, package: str) -> None:
@@ -182,8 +209,10 @@ def write_pictures(results: list[dict], args, package: str) -> None:
         from .figures import write_figures
 
         written = write_figures(results, args, args.plot)
-        print(f"\nFigures written to {args.plot}/: {len(written)} files (PNG figures, JSON data, "
-              f"Chrome traces for https://ui.perfetto.dev)")
+        print(
+            f"\nFigures written to {args.plot}/: {len(written)} files (PNG figures, JSON data, "
+            f"Chrome traces for https://ui.perfetto.dev)"
+        )
     elif args.plot:
         print(f"\nNo figures written to {args.plot}/: no schedule ran")
 

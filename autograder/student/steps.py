@@ -49,8 +49,14 @@ def _replay_row(recorder: Recorder, p: int, sizes: list[int]) -> dict:
     replayed = trace.result
     serial = simulate(naive_schedule(p, len(sizes)), costs).makespan
     held = trace.held_bytes()
-    return {"replayed": replayed, "speedup": serial / replayed.makespan, "events": events, "notes": recorder.notes,
-            "held_bytes": [held.get(s, 0) for s in range(p)], "rows": sizes}
+    return {
+        "replayed": replayed,
+        "speedup": serial / replayed.makespan,
+        "events": events,
+        "notes": recorder.notes,
+        "held_bytes": [held.get(s, 0) for s in range(p)],
+        "rows": sizes,
+    }
 
 
 def run_schedule(package: str, name: str, args, m: int) -> dict:
@@ -58,7 +64,8 @@ def run_schedule(package: str, name: str, args, m: int) -> dict:
     spec = practical.STEP_SCHEDULES[name]
     schedules = module(package, "schedules")
     step = getattr(schedules, spec.function, None) or next(
-        getattr(schedules, n) for n in spec.old_functions if hasattr(schedules, n))
+        getattr(schedules, n) for n in spec.old_functions if hasattr(schedules, n)
+    )
     partition = module(package, "partition").partition
     split = module(package, "microbatch").split_microbatches
     model_mod, devices, inputs, targets = _setting(package, args)
@@ -72,18 +79,37 @@ def run_schedule(package: str, name: str, args, m: int) -> dict:
         if isinstance(loss, bool) or not isinstance(loss, (float, int)):
             raise TypeError(f"{spec.function} returned {type(loss).__name__}; return the batch loss as a Python float")
         g_ref = max(p.grad.abs().max().item() for p in reference.parameters())
-        diff = max((p.grad.cpu() - q.grad).abs().max().item() if p.grad is not None else float("inf")
-                   for p, q in zip(model.parameters(), reference.parameters()))
-        timing = measure(lambda: step(stages, inputs, targets, loss_fn, m), sync=lambda: _sync(devices),
-                         warmup=args.warmup, budget_s=args.budget, min_steps=args.steps)
+        diff = max(
+            (p.grad.cpu() - q.grad).abs().max().item() if p.grad is not None else float("inf")
+            for p, q in zip(model.parameters(), reference.parameters())
+        )
+        timing = measure(
+            lambda: step(stages, inputs, targets, loss_fn, m),
+            sync=lambda: _sync(devices),
+            warmup=args.warmup,
+            budget_s=args.budget,
+            min_steps=args.steps,
+        )
         sizes = [int(x.shape[0]) for x, _ in split(inputs, targets, m)]
         recorder = Recorder(inputs, sizes)
         executor = LocalExecutor(stages, recorder)
-        step([PipelineStage(executor, s, list(stage.parameters())) for s, stage in enumerate(stages)],
-             inputs, targets, loss_fn, m)
+        step(
+            [PipelineStage(executor, s, list(stage.parameters())) for s, stage in enumerate(stages)],
+            inputs,
+            targets,
+            loss_fn,
+            m,
+        )
         executor.close()
-    row = {"name": name, "m": m, "timing": timing, "ms": timing.median, "loss": loss, "ref_loss": ref_loss,
-           "rel_diff": diff / g_ref if g_ref else diff}
+    row = {
+        "name": name,
+        "m": m,
+        "timing": timing,
+        "ms": timing.median,
+        "loss": loss,
+        "ref_loss": ref_loss,
+        "rel_diff": diff / g_ref if g_ref else diff,
+    }
     row.update(_replay_row(recorder, args.stages, sizes))
     return row
 
@@ -101,8 +127,14 @@ def run_one_f_one_b(package: str, args, m: int) -> dict:
     recorder = Recorder(inputs, sizes)
     executor = LocalExecutor(stages, recorder)
     with pinned_threads(args.threads):
-        run_actions_single([PipelineStage(executor, s, list(st.parameters())) for s, st in enumerate(stages)],
-                           inputs, targets, model_mod.loss_function(), m, lists)
+        run_actions_single(
+            [PipelineStage(executor, s, list(st.parameters())) for s, st in enumerate(stages)],
+            inputs,
+            targets,
+            model_mod.loss_function(),
+            m,
+            lists,
+        )
     executor.close()
     row = {"name": "1f1b", "m": m, "timing": None, "ms": None, "loss": None, "ref_loss": None, "rel_diff": 0.0}
     row.update(_replay_row(recorder, p, sizes))

@@ -27,10 +27,13 @@ def render(r: dict, p: int) -> str:
         loss, check = "", "your Part 6 lists"
     else:
         ok = r["rel_diff"] <= practical.GRAD_RTOL and abs(r["loss"] - r["ref_loss"]) <= (
-            practical.LOSS_RTOL * abs(r["ref_loss"]) + 1e-6)
+            practical.LOSS_RTOL * abs(r["ref_loss"]) + 1e-6
+        )
         loss, check = f"{r['loss']:.6f}", f"{r['rel_diff']:.1e} {'ok' if ok else 'WRONG'}"
-    return (f"| {label(r['name']):<18} | {p} | {r['m']:>2} | {step:<21} | {r['speedup']:>7.2f}x | "
-            f"{r['replayed'].bubble_fraction:>6.1%} | {peak:>4} | {kib:>8.1f} | {loss:<8} | {check:<14} |")
+    return (
+        f"| {label(r['name']):<18} | {p} | {r['m']:>2} | {step:<21} | {r['speedup']:>7.2f}x | "
+        f"{r['replayed'].bubble_fraction:>6.1%} | {peak:>4} | {kib:>8.1f} | {loss:<8} | {check:<14} |"
+    )
 
 
 def warnings(results: list[dict]) -> list[str]:
@@ -39,9 +42,11 @@ def warnings(results: list[dict]) -> list[str]:
     for r in results:
         timing = r["timing"]
         if timing is not None and not timing.stable:
-            lines.append(f"! {label(r['name'])}, m={r['m']}: the step times spread by {timing.spread:.0%} of their "
-                         f"median over {timing.n} steps (more than {STABLE_SPREAD:.0%}): the machine was busy. "
-                         f"Close other programs, or give more time with --budget 10, before comparing this row.")
+            lines.append(
+                f"! {label(r['name'])}, m={r['m']}: the step times spread by {timing.spread:.0%} of their "
+                f"median over {timing.n} steps (more than {STABLE_SPREAD:.0%}): the machine was busy. "
+                f"Close other programs, or give more time with --budget 10, before comparing this row."
+            )
     return lines
 
 
@@ -69,12 +74,20 @@ def todo_tasks(package: str) -> list[tuple[str, str]]:
 
 
 def _stub(node: ast.FunctionDef) -> tuple[str, str] | None:
-    body = node.body[1:] if isinstance(node.body[0], ast.Expr) and isinstance(
-        getattr(node.body[0], "value", None), ast.Constant) else node.body
+    body = (
+        node.body[1:]
+        if isinstance(node.body[0], ast.Expr) and isinstance(getattr(node.body[0], "value", None), ast.Constant)
+        else node.body
+    )
     first = body[0] if body else None
-    if (isinstance(first, ast.Raise) and isinstance(first.exc, ast.Call)
-            and getattr(first.exc.func, "id", None) == "NotImplementedError" and first.exc.args
-            and isinstance(first.exc.args[0], ast.Constant) and isinstance(first.exc.args[0].value, str)):
+    if (
+        isinstance(first, ast.Raise)
+        and isinstance(first.exc, ast.Call)
+        and getattr(first.exc.func, "id", None) == "NotImplementedError"
+        and first.exc.args
+        and isinstance(first.exc.args[0], ast.Constant)
+        and isinstance(first.exc.args[0].value, str)
+    ):
         match = TODO_PATTERN.fullmatch(first.exc.args[0].value)
         if match:
             return match.group(1), match.group(2)

@@ -39,8 +39,12 @@ class LocalExecutor:
     :class:`StageError`.
     """
 
-    def __init__(self, modules: list[nn.Module], recorder: Recorder,
-                 prepare: Callable[[int, torch.Tensor], torch.Tensor] | None = None):
+    def __init__(
+        self,
+        modules: list[nn.Module],
+        recorder: Recorder,
+        prepare: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
+    ):
         self.modules = list(modules)
         self.params = [list(m.parameters()) for m in self.modules]
         self.recorder = recorder
@@ -72,35 +76,45 @@ class LocalExecutor:
         if not isinstance(out, torch.Tensor):
             raise StageError(f"stage {stage} returned a {type(out).__name__}, not a tensor")
         t0 = self.recorder.t0
-        self.recorder.record(TraceEvent(stage, "F", mb, start - t0, end - t0, keep_graph, saved.total,
-                                        int(x.shape[0]) if x.dim() else 0))
+        self.recorder.record(
+            TraceEvent(stage, "F", mb, start - t0, end - t0, keep_graph, saved.total, int(x.shape[0]) if x.dim() else 0)
+        )
         self.recorder.remember_output(stage, mb, out)
         self._next += 1
         if keep_graph:
             self._kept[self._next] = _Kept(stage, mb, leaf, out)
         return self._next, out.detach()
 
-    def backward(self, handle: int, grad: torch.Tensor | None, need_input: bool,
-                 need_params: bool) -> tuple[torch.Tensor | None, list[torch.Tensor | None]]:
+    def backward(
+        self, handle: int, grad: torch.Tensor | None, need_input: bool, need_params: bool
+    ) -> tuple[torch.Tensor | None, list[torch.Tensor | None]]:
         kept = self._kept.get(handle)
         if kept is None:
-            raise StageError("a backward reached a stage whose forward graph is gone (was the graph freed "
-                             "by an earlier backward? call backward once per micro-batch)")
+            raise StageError(
+                "a backward reached a stage whose forward graph is gone (was the graph freed "
+                "by an earlier backward? call backward once per micro-batch)"
+            )
         params = self.params[kept.stage]
         wanted = [i for i, p in enumerate(params) if need_params and p.requires_grad]
         targets = ([kept.x] if need_input and kept.x.requires_grad else []) + [params[i] for i in wanted]
         if grad is not None:
             if tuple(grad.shape) != tuple(kept.out.shape):
-                raise StageError(f"the gradient sent back to stage {kept.stage}'s output has shape {list(grad.shape)}, "
-                                 f"its output has {list(kept.out.shape)}")
+                raise StageError(
+                    f"the gradient sent back to stage {kept.stage}'s output has shape {list(grad.shape)}, "
+                    f"its output has {list(kept.out.shape)}"
+                )
             grad = grad.to(kept.out.device, kept.out.dtype)
         start = clock()
-        grads = torch.autograd.grad(kept.out, targets, grad_outputs=grad, retain_graph=True,
-                                    allow_unused=True) if targets and kept.out.requires_grad else ()
+        grads = (
+            torch.autograd.grad(kept.out, targets, grad_outputs=grad, retain_graph=True, allow_unused=True)
+            if targets and kept.out.requires_grad
+            else ()
+        )
         end = clock()
         t0 = self.recorder.t0
-        self.recorder.record(TraceEvent(kept.stage, "B", kept.mb, start - t0, end - t0,
-                                        rows=int(kept.x.shape[0]) if kept.x.dim() else 0))
+        self.recorder.record(
+            TraceEvent(kept.stage, "B", kept.mb, start - t0, end - t0, rows=int(kept.x.shape[0]) if kept.x.dim() else 0)
+        )
         grads = list(grads) or [None] * len(targets)
         grad_input = grads.pop(0) if targets and targets[0] is kept.x else None
         grad_params: list[torch.Tensor | None] = [None] * len(params)

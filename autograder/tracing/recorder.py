@@ -80,7 +80,7 @@ class Recorder:
         self._first_rows: dict[tuple, int] = {}
         row = 0
         for mb, size in enumerate(self.sizes):
-            self._first_rows[fingerprint(self.inputs[row:row + size])[1]] = mb
+            self._first_rows[fingerprint(self.inputs[row : row + size])[1]] = mb
             row += size
         self._outputs: dict[tuple[int, tuple], int] = {}
 
@@ -104,16 +104,22 @@ class Recorder:
         if stage == 0:
             mb = self._first_rows.get(first_row, UNKNOWN_MB)
             if mb == UNKNOWN_MB:
-                self.note(f"stage 0 received {shape[0]} rows that do not start one of the micro-batches "
-                          f"(sizes {self.sizes}, in order): give stage 0 the micro-batches of split_microbatches")
+                self.note(
+                    f"stage 0 received {shape[0]} rows that do not start one of the micro-batches "
+                    f"(sizes {self.sizes}, in order): give stage 0 the micro-batches of split_microbatches"
+                )
             elif shape[0] != self.sizes[mb]:
-                self.note(f"stage 0 received micro-batch {mb} with {shape[0]} rows, expected {self.sizes[mb]} "
-                          f"(sizes {self.sizes}): give stage 0 whole micro-batches")
+                self.note(
+                    f"stage 0 received micro-batch {mb} with {shape[0]} rows, expected {self.sizes[mb]} "
+                    f"(sizes {self.sizes}): give stage 0 whole micro-batches"
+                )
             return mb
         mb = self._outputs.get((stage - 1, (shape, first_row)), UNKNOWN_MB)
         if mb == UNKNOWN_MB:
-            self.note(f"stage {stage} received a tensor of shape {list(shape)} that is not an output of stage "
-                      f"{stage - 1}: pass each stage's output (moved to the next device) to the next stage")
+            self.note(
+                f"stage {stage} received a tensor of shape {list(shape)} that is not an output of stage "
+                f"{stage - 1}: pass each stage's output (moved to the next device) to the next stage"
+            )
         return mb
 
     def remember_output(self, stage: int, mb: int, out: torch.Tensor) -> None:

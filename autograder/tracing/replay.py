@@ -53,8 +53,10 @@ class TraceReplay:
             elif event.kind in ("B", "W") and key in graph_start:
                 begin, size = graph_start.pop(key)
                 spans.setdefault(event.stage, []).append((begin, end, size))
-        return {stage: max(sum(b for s, e, b in held if s <= t < e) for t, _, _ in held)
-                for stage, held in sorted(spans.items())}
+        return {
+            stage: max(sum(b for s, e, b in held if s <= t < e) for t, _, _ in held)
+            for stage, held in sorted(spans.items())
+        }
 
 
 def _waits_for(e: TraceEvent) -> list[tuple[int, str, int]]:

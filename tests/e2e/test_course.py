@@ -7,11 +7,11 @@ cell that points it at his laptop before the setup cell, ``microbatch.py`` raisi
 with a cell that tries to read and write outside the sandbox. One ``autograde`` run, about half a
 minute on 2 CPU cores.
 """
+
 from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,8 +29,14 @@ SOURCE = ROOT / "solutions" / "practical9.ipynb"
 STUDENT = ROOT / "assignment" / "practical9.ipynb"
 CODE = ("partition.py", "microbatch.py", "schedules.py", "per_stage.py")
 SCHEME_ITEM = re.compile(r"^- (\d+(?:\.\d+)?) points?: ", re.MULTILINE)
-DENIED = ("read_reference", "read_other_student", "read_gradebook", "write_course", "write_notebook_folder",
-          "write_tmp")
+DENIED = (
+    "read_reference",
+    "read_other_student",
+    "read_gradebook",
+    "write_course",
+    "write_notebook_folder",
+    "write_tmp",
+)
 
 
 def _meta(cell: dict) -> dict:
@@ -71,49 +77,82 @@ def test_the_release_keeps_no_mark_scheme():
 
 def test_init_refuses_a_folder_it_did_not_make(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
-    proc = subprocess.run([sys.executable, "-m", "autograder.instructor.course", "init", str(tmp_path)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120, env=tool_env())
+    proc = subprocess.run(
+        [sys.executable, "-m", "autograder.instructor.course", "init", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=tool_env(),
+    )
     assert proc.returncode == 2 and (tmp_path / "notes.txt").read_text() == "mine"
     assert proc.stderr.strip().splitlines() == [
         f"error: {tmp_path} is not empty and was not made by 'course init' (no generated nbgrader_config.py): "
-        "give a new or empty folder"]
+        "give a new or empty folder"
+    ]
 
 
 def _ran(cell_id: str, *outputs: dict, grade_id: str | None = None, count: int | None = 1) -> dict:
     meta = {"nbgrader": {"grade_id": grade_id, "locked": True}} if grade_id else {}
-    return {"cell_type": "code", "id": cell_id, "metadata": meta, "execution_count": count, "outputs": list(outputs),
-            "source": ""}
+    return {
+        "cell_type": "code",
+        "id": cell_id,
+        "metadata": meta,
+        "execution_count": count,
+        "outputs": list(outputs),
+        "source": "",
+    }
 
 
 PRINTED = {"output_type": "stream", "name": "stdout", "text": ["practical: /x/submission (package 'submission')\n"]}
-RAISED = {"output_type": "error", "ename": "ModuleNotFoundError", "evalue": "No module named 'submission'",
-          "traceback": []}
+RAISED = {
+    "output_type": "error",
+    "ename": "ModuleNotFoundError",
+    "evalue": "No module named 'submission'",
+    "traceback": [],
+}
 
 
-@pytest.mark.parametrize("cells, expected", [
-    ([_ran("setup", PRINTED)], None),
-    ([_ran("abc", PRINTED, grade_id="setup")], None),  # found by its grade id when the cell id changed
-    ([_ran("setup", RAISED)], "the notebook's setup cell failed: ModuleNotFoundError: No module named 'submission'"),
-    ([_ran("setup", count=None)], "the notebook's setup cell failed: it never ran"),
-    ([_ran("other", PRINTED)], "the notebook's setup cell failed: there is no setup cell"),
-    ([_ran("setup", {**PRINTED, "text": "practical: /r/solutions (package 'solutions')\n"})],
-     "the notebook's setup cell failed: it did not import the student's package"),
-], ids=["ok", "by-grade-id", "raised", "never-ran", "deleted", "other-package"])
+@pytest.mark.parametrize(
+    "cells, expected",
+    [
+        ([_ran("setup", PRINTED)], None),
+        ([_ran("abc", PRINTED, grade_id="setup")], None),  # found by its grade id when the cell id changed
+        (
+            [_ran("setup", RAISED)],
+            "the notebook's setup cell failed: ModuleNotFoundError: No module named 'submission'",
+        ),
+        ([_ran("setup", count=None)], "the notebook's setup cell failed: it never ran"),
+        ([_ran("other", PRINTED)], "the notebook's setup cell failed: there is no setup cell"),
+        (
+            [_ran("setup", {**PRINTED, "text": "practical: /r/solutions (package 'solutions')\n"})],
+            "the notebook's setup cell failed: it did not import the student's package",
+        ),
+    ],
+    ids=["ok", "by-grade-id", "raised", "never-ran", "deleted", "other-package"],
+)
 def test_the_setup_cell_is_checked(tmp_path, cells, expected):
     path = tmp_path / "practical9.ipynb"
     path.write_text(json.dumps({"cells": [*cells, _ran("part1_run", RAISED, grade_id="part1_run")]}))
     error, notes = notebook_run.inspect_notebook(path)
     assert (error or "").startswith(expected or "") and (error is None) == (expected is None), error
-    assert notes == ([] if expected else ["provided cell part1_run raised ModuleNotFoundError: No module named "
-                                          "'submission'"])
+    assert notes == (
+        [] if expected else ["provided cell part1_run raised ModuleNotFoundError: No module named 'submission'"]
+    )
 
 
 # ------------------------------------------------------------------------------ the course (slow)
 
 
 def _code_cell(cell_id: str, source: str) -> dict:
-    return {"cell_type": "code", "execution_count": None, "id": cell_id, "metadata": {}, "outputs": [],
-            "source": source}
+    return {
+        "cell_type": "code",
+        "execution_count": None,
+        "id": cell_id,
+        "metadata": {},
+        "outputs": [],
+        "source": source,
+    }
 
 
 def _snoop(course: Path, escape: Path) -> dict:
@@ -130,8 +169,13 @@ def _snoop(course: Path, escape: Path) -> dict:
     }
     lines = ["import json, os", "seen = {}"]
     for name, code in attempts.items():
-        lines += ["try:", f"    {code}", f"    seen[{name!r}] = 'allowed'", "except Exception as exc:",
-                  f"    seen[{name!r}] = type(exc).__name__"]
+        lines += [
+            "try:",
+            f"    {code}",
+            f"    seen[{name!r}] = 'allowed'",
+            "except Exception as exc:",
+            f"    seen[{name!r}] = type(exc).__name__",
+        ]
     lines.append("print('SANDBOX ' + json.dumps(seen, sort_keys=True))")
     return _code_cell("snoop", "\n".join(lines) + "\n")
 
@@ -155,20 +199,26 @@ def graded(tmp_path_factory):
     escape = Path(tempfile.gettempdir()) / f"pp-escape-{course.parent.name}"
     before = set(Path(tempfile.gettempdir()).glob("pp-notebook-*"))
     cli = [sys.executable, "-m", "autograder.instructor.course"]
-    init = subprocess.run([*cli, "init", str(course)], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env=tool_env())
+    init = subprocess.run(
+        [*cli, "init", str(course)], cwd=ROOT, capture_output=True, text=True, timeout=300, env=tool_env()
+    )
     assert init.returncode == 0, init.stdout + init.stderr
     reference = _cells(SOURCE)
     solutions = {name: (ROOT / "solutions" / name).read_text(encoding="utf-8") for name in CODE}
     _submit(course, "alice", [*reference, _snoop(course, escape)], solutions)
     local = _code_cell("my_laptop", "import os\nos.environ['PRACTICAL9_ROOT'] = '/home/bob/practical9'\n")
-    broken = {"partition.py": solutions["partition.py"], "schedules.py": solutions["schedules.py"],
-              "microbatch.py": "raise ImportError('bob broke microbatch.py')\n"}
+    broken = {
+        "partition.py": solutions["partition.py"],
+        "schedules.py": solutions["schedules.py"],
+        "microbatch.py": "raise ImportError('bob broke microbatch.py')\n",
+    }
     _submit(course, "bob", [reference[0], local, *reference[1:], _snoop(course, escape)], broken)
-    _submit(course, "carol", [*reference[:3], _code_cell("crash", "import os\nos._exit(3)\n"), *reference[3:]],
-            solutions)
-    proc = subprocess.run([*cli, "autograde", str(course)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=900, env=tool_env())
+    _submit(
+        course, "carol", [*reference[:3], _code_cell("crash", "import os\nos._exit(3)\n"), *reference[3:]], solutions
+    )
+    proc = subprocess.run(
+        [*cli, "autograde", str(course)], cwd=ROOT, capture_output=True, text=True, timeout=900, env=tool_env()
+    )
     left = set(Path(tempfile.gettempdir()).glob("pp-notebook-*")) - before
     yield course, proc.stdout + proc.stderr, proc.returncode, escape, left
     escape.unlink(missing_ok=True)
@@ -215,13 +265,17 @@ def test_the_reference_gets_every_autograded_point(graded):
 @pytest.mark.timeout(1200)
 def test_a_failed_setup_cell_is_a_loud_error_not_a_silent_zero(graded):
     course, out, _, _, _ = graded
-    assert ("ERROR bob: the notebook's setup cell failed: RuntimeError: run this notebook inside the practical's "
-            "repository (/home/bob/practical9 is not), or set PRACTICAL9_ROOT") in out.splitlines()
+    assert (
+        "ERROR bob: the notebook's setup cell failed: RuntimeError: run this notebook inside the practical's "
+        "repository (/home/bob/practical9 is not), or set PRACTICAL9_ROOT"
+    ) in out.splitlines()
     assert "NOTE bob: no usable per_stage.py in the submission: the skeleton's were used" in out.splitlines()
     bob = course_tool.notebook_scores(course)["bob"]
     assert bob["status"] == "error" and "setup cell failed" in bob["error"] and bob["autograded"] < 8
-    assert "bob,3,8,,27,35,error,\"the notebook's setup cell failed: RuntimeError" in \
-        (course / "notebook_grades.csv").read_text()
+    assert (
+        "bob,3,8,,27,35,error,\"the notebook's setup cell failed: RuntimeError"
+        in (course / "notebook_grades.csv").read_text()
+    )
     carol = course_tool.notebook_scores(course)["carol"]
     assert carol["status"] == "error" and "DeadKernelError: Kernel died" in carol["error"], carol
     assert re.search(r"^ERROR carol: the notebook was not autograded \(the kernel died", out, re.MULTILINE), out

@@ -55,17 +55,34 @@ THROWN_AWAY_DELAYED = """\
     return total.item()
 """
 
-DISGUISED = Submission(replace={
-    SCHEDULES: [body(SCHEDULES, "part2.gpipe_step", THROWN_AWAY_GPIPE),
-                body(SCHEDULES, "part3.delayed_backward_step", THROWN_AWAY_DELAYED)],
-    PARTITION: [("return [nn.Sequential(*layers[a:b]).to(dev) for (a, b), dev in zip(bounds, devices)]",
-                 "return [nn.ModuleList(layers[a:b]).to(dev) for (a, b), dev in zip(bounds, devices)]")]})
+DISGUISED = Submission(
+    replace={
+        SCHEDULES: [
+            body(SCHEDULES, "part2.gpipe_step", THROWN_AWAY_GPIPE),
+            body(SCHEDULES, "part3.delayed_backward_step", THROWN_AWAY_DELAYED),
+        ],
+        PARTITION: [
+            (
+                "return [nn.Sequential(*layers[a:b]).to(dev) for (a, b), dev in zip(bounds, devices)]",
+                "return [nn.ModuleList(layers[a:b]).to(dev) for (a, b), dev in zip(bounds, devices)]",
+            )
+        ],
+    }
+)
 
-CPU_IN_LOOP = Submission(replace={SCHEDULES: [(
-    "    for loss in losses:\n        loss.backward()\n"
-    "    return torch.stack([loss.detach() for loss in losses]).sum().item()\n",
-    "    values = []\n    for loss in losses:\n        loss.backward()\n        values.append(loss.detach().cpu())\n"
-    "    return float(sum(values))\n")]})
+CPU_IN_LOOP = Submission(
+    replace={
+        SCHEDULES: [
+            (
+                "    for loss in losses:\n        loss.backward()\n"
+                "    return torch.stack([loss.detach() for loss in losses]).sum().item()\n",
+                "    values = []\n    for loss in losses:\n        loss.backward()\n"
+                "        values.append(loss.detach().cpu())\n"
+                "    return float(sum(values))\n",
+            )
+        ]
+    }
+)
 
 
 def _graded(tmp_path, submission: Submission, selection: str) -> dict[str, dict]:

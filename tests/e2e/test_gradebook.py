@@ -88,15 +88,35 @@ def test_gradescope_export_to_one_gradebook(tmp_path):
     assert "ERROR submission_1002: the notebook's setup cell failed: ImportError: bob" in graded.stdout
 
     out, gradebook = tmp_path / "results", tmp_path / "grades.csv"
-    batch = _run("autograder.grade", "--batch", str(export), "--csv", str(gradebook), "--out", str(out), "--jobs", "2",
-                 "--no-hidden", "--select", QUICK, "--notebooks", str(course), "--deadline", "2026-11-21T23:59:00-08:00")
+    batch = _run(
+        "autograder.grade",
+        "--batch",
+        str(export),
+        "--csv",
+        str(gradebook),
+        "--out",
+        str(out),
+        "--jobs",
+        "2",
+        "--no-hidden",
+        "--select",
+        QUICK,
+        "--notebooks",
+        str(course),
+        "--deadline",
+        "2026-11-21T23:59:00-08:00",
+    )
     assert batch.returncode == 0, batch.stdout[-2000:] + batch.stderr[-2000:]
     assert "about" in batch.stdout and "s left" in batch.stdout  # progress with an ETA
     rows = list(csv.DictReader(gradebook.open(encoding="utf-8")))
     by_sid = {r["sid"]: r for r in rows}
     assert sorted(by_sid) == ["1001", "1002", "1003", "1004", "1005"]
     alice, bob, mallory, carol, dan = (by_sid[s] for s in ("1001", "1002", "1003", "1004", "1005"))
-    assert (alice["name"], alice["email"], alice["student"]) == ("Alice Liddell", "alice@example.edu", "submission_1001")
+    assert (alice["name"], alice["email"], alice["student"]) == (
+        "Alice Liddell",
+        "alice@example.edu",
+        "submission_1001",
+    )
     assert [r["late"] for r in (alice, bob, mallory, carol, dan)] == ["no", "no", "no", "yes", "yes"]
     assert alice["notebook_autograded"] == alice["notebook_max_autograded"] == "8"
     assert alice["notebook_status"] == "needs manual grading" and alice["notebook_manual"] == ""

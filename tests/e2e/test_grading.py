@@ -15,7 +15,7 @@ import zipfile
 import pytest
 
 from autograder.gradescope import results as R
-from autograder.practical import EDITABLE_FILES
+from autograder.practical import EDITABLE_FILES, GROUP
 from tests.support import ROOT, failing, grade_cli, grade_pytest
 from tests.support.hostile import HOSTILE
 from tests.support.submissions import Submission, build
@@ -26,10 +26,11 @@ QUICK = "returns_batch_loss or split_sizes_order_and_pairs or test_balanced"
 
 def test_solutions_score_full_marks(solutions_results):
     doc, output = solutions_results
-    total = sum(t["max_score"] for t in doc["tests"])
-    assert total == 110 and doc["score"] == total, output[-2000:]
+    bonus = sum(t["max_score"] for t in doc["tests"] if t["tags"][0] == GROUP["bonus"].title)
+    total = sum(t["max_score"] for t in doc["tests"]) - bonus
+    assert (total, bonus) == (110, 6) and doc["score"] == total + bonus, output[-2000:]  # extra credit on top
     assert not failing(doc)
-    assert "Total" in output and "110/110" in output
+    assert "Total" in output and "110/110  (+6 bonus)" in output
 
 
 def test_skeleton_scores_zero_with_not_implemented_messages(skeleton_results):
@@ -51,7 +52,7 @@ def test_cli_full_marks_hidden_included_and_deterministic(tmp_path):
     sub = copy_reference(tmp_path / "sub")
     first, out = grade_cli(sub, tmp_path)
     R.validate(first)
-    assert first["score"] == 110 and not failing(first), out[-2000:]
+    assert first["score"] == 110 + 6 and not failing(first), out[-2000:]  # the bonus is extra credit
     assert "(the hidden tests' results are shown after the due date)" in first["output"]
     assert "Hidden" not in first["output"]  # the visible summary leaves the hidden row out
     second, _ = grade_cli(sub, tmp_path / "again")
@@ -72,17 +73,29 @@ def test_two_gradings_at_once_give_the_scores_of_one_at_a_time(tmp_path):
         thread.start()
     for thread in threads:
         thread.join()
-    assert [(t["name"], t["score"]) for t in results["correct"]["tests"]] == \
-        [(t["name"], t["score"]) for t in alone["tests"]]
+    assert [(t["name"], t["score"]) for t in results["correct"]["tests"]] == [
+        (t["name"], t["score"]) for t in alone["tests"]
+    ]
     assert not failing(results["hostile"])  # its attacks reach nothing, its code is right
 
 
 def test_slow_but_correct_keeps_every_point_that_fits_the_budget(tmp_path):
     """Every call takes 90% of the per-call limit (1.8 of 2 s); the budget, 7 s, fits some calls."""
     slow = "import time\ntime.sleep(1.8)\n"
-    sub = build(Submission(inject={t: slow for t in ("part1.split_microbatches", "part2.gpipe_step",
-                                                       "part3.delayed_backward_step", "part1.naive_step")}),
-                tmp_path / "slow")
+    sub = build(
+        Submission(
+            inject={
+                t: slow
+                for t in (
+                    "part1.split_microbatches",
+                    "part2.gpipe_step",
+                    "part3.delayed_backward_step",
+                    "part1.naive_step",
+                )
+            }
+        ),
+        tmp_path / "slow",
+    )
     start = time.monotonic()
     doc, _ = grade_cli(sub, tmp_path, "--no-hidden", "--select", QUICK, "--call-timeout", "2", "--budget", "7")
     elapsed = time.monotonic() - start
@@ -103,8 +116,22 @@ def test_batch_with_jobs_writes_one_gradebook_row_per_student(tmp_path):
         for name in EDITABLE_FILES:
             zf.write(ROOT / "assignment" / name, f"bob/assignment/{name}")
     out, gradebook = tmp_path / "out", tmp_path / "grades.csv"
-    cmd = [sys.executable, "-m", "autograder.grade", "--batch", str(batch), "--csv", str(gradebook), "--out", str(out),
-           "--jobs", "2", "--no-hidden", "--select", QUICK]
+    cmd = [
+        sys.executable,
+        "-m",
+        "autograder.grade",
+        "--batch",
+        str(batch),
+        "--csv",
+        str(gradebook),
+        "--out",
+        str(out),
+        "--jobs",
+        "2",
+        "--no-hidden",
+        "--select",
+        QUICK,
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     rows = {r["student"]: r for r in csv.DictReader(gradebook.open())}
@@ -121,8 +148,12 @@ def test_batch_with_jobs_writes_one_gradebook_row_per_student(tmp_path):
 @pytest.mark.parametrize("form", ["--impl={}", "--impl {}"])
 def test_ta_impl_path_never_imports_from_it(tmp_path, form):
     marker = tmp_path / "imported"
-    spec = Submission(extra={"conftest.py": f"open({str(marker)!r}, 'w').write('x')\n",
-                             "__init__.py": f"open({str(marker)!r}, 'w').write('x')\n"})
+    spec = Submission(
+        extra={
+            "conftest.py": f"open({str(marker)!r}, 'w').write('x')\n",
+            "__init__.py": f"open({str(marker)!r}, 'w').write('x')\n",
+        }
+    )
     sub = build(spec, tmp_path / "sub")
     args = form.format(sub).split(" ")
     cmd = [sys.executable, "-m", "pytest", "autograder", *args, "-q", "-k", "returns_batch_loss and naive"]

@@ -17,8 +17,15 @@ from tests.support.hostile import HOSTILE
 from tests.support.submissions import build
 
 pytestmark = pytest.mark.slow
-WATCHED = ("autograder/judge", "autograder/harness", "autograder/graded", "autograder/hidden", "autograder/practical.py",
-           "solutions", "assignment")
+WATCHED = (
+    "autograder/judge",
+    "autograder/harness",
+    "autograder/graded",
+    "autograder/hidden",
+    "autograder/practical.py",
+    "solutions",
+    "assignment",
+)
 LEFTOVERS = ("/tmp/pp-daemon-was-here", "/tmp/pp-carry-1", "/tmp/pp-carry-4", "/tmp/pp-carry-8")
 
 
@@ -58,8 +65,9 @@ def test_hostile_submission(name, tmp_path):
     marker = tmp_path / "conftest-ran"
     sub = build(spec.submission, tmp_path / "sub", MARKER=str(marker), REPO=str(ROOT))
     before_source, before_processes = source_digest(), set(sandbox_processes())
-    doc, out = grade_cli(sub, tmp_path, "--no-hidden", "--select", spec.select,
-                         "--call-timeout", str(spec.call_timeout))
+    doc, out = grade_cli(
+        sub, tmp_path, "--no-hidden", "--select", spec.select, "--call-timeout", str(spec.call_timeout)
+    )
     R.validate(doc)
     check_expectations(doc, spec.fails)
     check_clean_text(doc)

@@ -69,8 +69,9 @@ def graded(request, tmp_path_factory) -> Callable[[str], tuple[dict, str]]:
     def submit(key: str) -> None:
         if key not in futures:
             tmp = tmp_path_factory.mktemp(f"rule-{key}")
-            futures[key] = (pool.submit(_grade_reference, tmp) if key == REFERENCE
-                            else pool.submit(_grade_bug, rules[key], tmp))
+            futures[key] = (
+                pool.submit(_grade_reference, tmp) if key == REFERENCE else pool.submit(_grade_bug, rules[key], tmp)
+            )
 
     def get(key: str) -> tuple[dict, str]:
         for k in wanted:

@@ -1,4 +1,5 @@
 """The student release: complete, runnable, and without solution text or hidden tests."""
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,12 @@ from tests.support import ROOT
 @pytest.fixture(scope="module")
 def released(tmp_path_factory):
     dest = tmp_path_factory.mktemp("student") / "repo"
-    proc = subprocess.run([sys.executable, "-m", "autograder.release", "--student-repo", str(dest)],
-                          cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "autograder.release", "--student-repo", str(dest)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return dest, proc.stdout
 
@@ -108,7 +113,8 @@ def test_release_leaves_out_the_reference_gpipe_and_1f1b_lists():
 
 
 def test_no_released_file_uses_the_reference_lists():
-    """Code, notebook and documents students receive take GPipe and 1F1B from per_stage.py, never from the TAs' module."""
+    """Code, notebook and documents students receive take GPipe and 1F1B from per_stage.py, never from the
+    TAs' module."""
     files = student_release.build_student_files()
     for path, data in files.items():
         text = data.decode("utf-8", errors="replace")
@@ -121,9 +127,13 @@ def test_released_autograder_cannot_produce_the_1f1b_list(tmp_path):
     files = student_release.build_student_files()
     repo = tmp_path / "repo"
     student_release.write_student_repo(repo, files)
-    modules = sorted(path[:-3].replace("/", ".").removesuffix(".__init__") for path in files
-                     if path.startswith("autograder/") and path.endswith(".py")
-                     and not path.rsplit("/", 1)[-1].startswith(("test_", "conftest", "__main__")))
+    modules = sorted(
+        path[:-3].replace("/", ".").removesuffix(".__init__")
+        for path in files
+        if path.startswith("autograder/")
+        and path.endswith(".py")
+        and not path.rsplit("/", 1)[-1].startswith(("test_", "conftest", "__main__"))
+    )
     probe = f"""
 import importlib, importlib.util, sys
 assert importlib.util.find_spec("autograder.instructor") is None, "autograder.instructor exists"
@@ -139,8 +149,9 @@ print("imported", len(sys.argv) - 1)
     # the other dependencies come from the site-packages folders, put on the path as plain folders.
     path = os.pathsep.join([str(repo), *site.getsitepackages()])
     env = {**os.environ, "PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "1"}
-    proc = subprocess.run([sys.executable, "-S", "-c", probe, *modules], cwd=repo, capture_output=True, text=True,
-                          env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", probe, *modules], cwd=repo, capture_output=True, text=True, env=env, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert f"imported {len(modules)}" in proc.stdout and len(modules) >= 10
 

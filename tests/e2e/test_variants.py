@@ -26,9 +26,12 @@ WORKERS = 2
 def graded(request, tmp_path_factory) -> Callable[[str], tuple[dict, str]]:
     """``graded(name)``: (results.json, output) of ``CORRECT[name]``, graded with hidden tests. The
     gradings of every selected test are queued on first use, in test order."""
-    wanted = [item.callspec.params["name"] for item in request.session.items
-              if getattr(item, "module", None) is request.module and "name" in getattr(
-                  getattr(item, "callspec", None), "params", {})]
+    wanted = [
+        item.callspec.params["name"]
+        for item in request.session.items
+        if getattr(item, "module", None) is request.module
+        and "name" in getattr(getattr(item, "callspec", None), "params", {})
+    ]
     pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="grade")
     futures: dict[str, Future] = {}
 

@@ -1,4 +1,5 @@
 """The committed student skeleton: in sync with solutions/, importable, every task a clean stub."""
+
 from __future__ import annotations
 
 import importlib
@@ -32,13 +33,18 @@ def test_no_solution_text_in_assignment():
 
 
 TASK_CALLS = {
-    "part1.partition": lambda m: m.partition.partition(torch.nn.Sequential(torch.nn.Linear(2, 2)), 1, [torch.device("cpu")]),
+    "part1.partition": lambda m: m.partition.partition(
+        torch.nn.Sequential(torch.nn.Linear(2, 2)), 1, [torch.device("cpu")]
+    ),
     "part1.split_microbatches": lambda m: m.microbatch.split_microbatches(torch.zeros(4, 2), torch.zeros(4), 2),
-    "part1.microbatch_loss": lambda m: m.microbatch.microbatch_loss(torch.nn.MSELoss(), torch.zeros(2), torch.zeros(2), 4),
+    "part1.microbatch_loss": lambda m: m.microbatch.microbatch_loss(
+        torch.nn.MSELoss(), torch.zeros(2), torch.zeros(2), 4
+    ),
     "part1.naive_step": lambda m: m.schedules.naive_step([], torch.zeros(4, 2), torch.zeros(4, 2), None, 2),
     "part2.gpipe_step": lambda m: m.schedules.gpipe_step([], torch.zeros(4, 2), torch.zeros(4, 2), None, 2),
-    "part3.delayed_backward_step": lambda m: m.schedules.delayed_backward_step([], torch.zeros(4, 2), torch.zeros(4, 2),
-                                                                               None, 2),
+    "part3.delayed_backward_step": lambda m: m.schedules.delayed_backward_step(
+        [], torch.zeros(4, 2), torch.zeros(4, 2), None, 2
+    ),
 }
 
 
@@ -54,14 +60,19 @@ def test_each_task_raises_its_own_not_implemented(task):
 
 
 def test_every_task_is_exercised_here():
-    per_stage = {"part6.gpipe_actions", "part6.one_f_one_b_actions", "part7.interleaved_actions",
-                 "part7.zero_bubble_actions"}  # exercised in tests/integration/test_per_stage.py
+    per_stage = {
+        "part6.gpipe_actions",
+        "part6.one_f_one_b_actions",
+        "part7.interleaved_actions",
+        "part7.zero_bubble_actions",
+    }  # exercised in tests/integration/test_per_stage.py
     assert {t.task_id for t in release.find_tasks(ROOT / "solutions")} - per_stage <= set(TASK_CALLS)
 
 
 def test_skeleton_keeps_signatures_and_docstrings():
     import assignment.schedules as a
     import solutions.schedules as s
+
     for name in ("naive_step", "gpipe_step", "delayed_backward_step"):
         assert inspect.signature(getattr(a, name)) == inspect.signature(getattr(s, name))
         assert getattr(a, name).__doc__ == getattr(s, name).__doc__

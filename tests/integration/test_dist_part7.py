@@ -6,6 +6,7 @@ Lists come from PyTorch's own schedule classes (``ScheduleInterleaved1F1B``,
 ``ScheduleInterleavedZeroBubble``, via ``autograder.instructor.bench.torch_pipeline_order``) and a
 few written by hand, independent of ``autograder.instructor.reference_schedules``.
 """
+
 from __future__ import annotations
 
 import time
@@ -14,11 +15,11 @@ import pytest
 import torch
 
 from autograder import dist as R
-from autograder.practical import GRAD_RTOL, LOSS_RTOL
 from autograder.dist.emulate import DeviceTime, EmulatedTime, backward_pass, ideal_step_time
 from autograder.dist.model import course_model, even_partition
 from autograder.instructor.bench import torch_pipeline_order
 from autograder.instructor.reference_schedules import gpipe_schedule, one_f_one_b_schedule
+from autograder.practical import GRAD_RTOL, LOSS_RTOL
 from autograder.schedules import Action, parse_schedule
 
 # Hand-written: stage 0 I before the downstream ones finish, W late; m < p; p = 1 with 3 chunks.
@@ -26,16 +27,33 @@ HAND = {
     "zb-by-hand p2 m2": (2, 1, parse_schedule({0: "0F0 0F1 0I0 0I1 0W1 0W0", 1: "1F0 1I0 1F1 1W0 1I1 1W1"})),
     "mixed B and I/W": (2, 1, parse_schedule({0: "0F0 0F1 0B0 0I1 0W1", 1: "1F0 1I0 1F1 1B1 1W0"})),
     "one rank, 3 chunks": (1, 3, parse_schedule({0: "0F0 1F0 2F0 0F1 1F1 2F1 2I1 2B0 1I1 1B0 0B0 2W1 1W1 0I1 0W1"})),
-    "p4 v2 m1": (4, 2, parse_schedule({r: [Action(r, "F", 0), Action(r + 4, "F", 0), Action(r + 4, "I", 0),
-                                           Action(r, "I", 0), Action(r + 4, "W", 0), Action(r, "W", 0)]
-                                       for r in range(4)})),
+    "p4 v2 m1": (
+        4,
+        2,
+        parse_schedule(
+            {
+                r: [
+                    Action(r, "F", 0),
+                    Action(r + 4, "F", 0),
+                    Action(r + 4, "I", 0),
+                    Action(r, "I", 0),
+                    Action(r + 4, "W", 0),
+                    Action(r, "W", 0),
+                ]
+                for r in range(4)
+            }
+        ),
+    ),
 }
 
 
 def families(p: int, m: int) -> dict[str, tuple[int, dict]]:
     """``{name: (v, lists)}``: every schedule family at p ranks, m micro-batches."""
-    out = {"gpipe": (1, gpipe_schedule(p, m)), "1f1b": (1, one_f_one_b_schedule(p, m)),
-           "zb-h1 (torch)": (1, torch_pipeline_order("zb-h1", p, m))}
+    out = {
+        "gpipe": (1, gpipe_schedule(p, m)),
+        "1f1b": (1, one_f_one_b_schedule(p, m)),
+        "zb-h1 (torch)": (1, torch_pipeline_order("zb-h1", p, m)),
+    }
     for v in (2, 3):
         if m % max(1, m // p) == 0:
             out[f"interleaved v={v} (torch)"] = (v, torch_pipeline_order("interleaved", p, m, v))
@@ -65,10 +83,11 @@ def single_step(lists: dict, spec: R.PipelineSpec, f: float = 0.0) -> tuple[floa
 
 # -- one process --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("p,m,batch", [(1, 3, 7), (2, 3, 7), (2, 4, 9), (4, 2, 5), (4, 8, 11), (3, 5, 11)])
 def test_single_process_every_family_gives_the_reference_gradients(p, m, batch):
     """m < p, uneven micro-batches (batch not divisible by m), 1 to 3 chunks per rank."""
-    for name, (v, lists) in families(p, m).items():
+    for _name, (v, lists) in families(p, m).items():
         spec = R.PipelineSpec(p, m, batch, depth=12, seed=p + m, stages_per_rank=v)
         loss, grads = single_step(lists, spec)
         assert_matches_reference(spec, loss, grads)
@@ -148,6 +167,7 @@ def test_check_schedule_accepts_split_and_interleaved_lists_and_refuses_misplace
 
 # -- one process per rank -----------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def pool():
     with R.PipelinePool(4, backend="gloo", recv_timeout=20) as pool:
@@ -183,12 +203,17 @@ def test_multi_process_every_family_gives_the_reference_gradients(pool, p, m, ba
 def test_multi_process_both_transports_and_hand_written_lists(pool, transport):
     """Messages through shared memory and through the process group's send/recv (tags keep
     stage, micro-batch and direction apart: with p = 2 and v = 2 both ranks send both ways)."""
-    for name, (p, v, lists) in HAND.items():
+    for _name, (p, v, lists) in HAND.items():
         m = 1 + max(a.mb for acts in lists.values() for a in acts)
         _check_run(pool, lists, R.PipelineSpec(p, m, 5, seed=4, stages_per_rank=v), transport=transport)
     lists = torch_pipeline_order("interleaved", 2, 4, 2)
-    result = _check_run(pool, lists, R.PipelineSpec(2, 4, 9, kind="transformer", width=16, depth=4, seed=2,
-                                                    stages_per_rank=2), transport=transport, steps=2)
+    result = _check_run(
+        pool,
+        lists,
+        R.PipelineSpec(2, 4, 9, kind="transformer", width=16, depth=4, seed=2, stages_per_rank=2),
+        transport=transport,
+        steps=2,
+    )
     assert len(result.step_times) == 2
 
 

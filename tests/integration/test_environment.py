@@ -43,7 +43,7 @@ def pip_installs(path: str) -> list[list[str]]:
         words = shlex.split(line, posix=True)
         for i, word in enumerate(words[:-1]):
             if word == "pip" and words[i + 1] == "install":
-                commands.append([w for w in words[i + 2:] if w not in ("&&", "\\")])
+                commands.append([w for w in words[i + 2 :] if w not in ("&&", "\\")])
                 break
     return commands
 
@@ -73,7 +73,9 @@ def test_every_installer_reads_the_constraints_and_pins_nothing_itself(path):
     installed = set()
     for words in commands:
         joined = " ".join(words)
-        assert re.search(r"(^|\s)-c\s+\S*constraints\.txt", joined), f"{path}: {joined!r} does not use -c constraints.txt"
+        assert re.search(r"(^|\s)-c\s+\S*constraints\.txt", joined), (
+            f"{path}: {joined!r} does not use -c constraints.txt"
+        )
         for word in words:
             if word.startswith("-") or "constraints.txt" in word or "://" in word or word in {"-e", ".[dev]"}:
                 continue
@@ -87,8 +89,8 @@ def test_every_installer_reads_the_constraints_and_pins_nothing_itself(path):
 
 
 def test_the_zip_and_the_student_release_carry_the_constraints():
-    from autograder.instructor.upload import zip_entries
     from autograder.instructor.student_release import build_student_files
+    from autograder.instructor.upload import zip_entries
 
     assert "constraints.txt" in zip_entries()
     assert "constraints.txt" in build_student_files()
@@ -96,11 +98,19 @@ def test_the_zip_and_the_student_release_carry_the_constraints():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command", [["-m", "assignment.run", "-p", "2", "-m", "2"],
-                                     ["-m", "pytest", "autograder/", "-q", "-x", "-k", "split_sizes"]])
+@pytest.mark.parametrize(
+    "command",
+    [["-m", "assignment.run", "-p", "2", "-m", "2"], ["-m", "pytest", "autograder/", "-q", "-x", "-k", "split_sizes"]],
+)
 def test_a_clean_run_prints_no_warning(command):
-    proc = subprocess.run([sys.executable, "-W", "default", *command], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, env=tool_env(PYTHONWARNINGS="default"))
+    proc = subprocess.run(
+        [sys.executable, "-W", "default", *command],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=tool_env(PYTHONWARNINGS="default"),
+    )
     output = proc.stdout + proc.stderr
     assert "Traceback" not in output, output[-3000:]
     assert not re.search(r"\w*Warning\b", output), output[-3000:]

@@ -1,4 +1,5 @@
 """The Part 4 figures: ``python -m solutions.run --sweep --plot DIR`` writes PNGs and the JSON data they show."""
+
 from __future__ import annotations
 
 import json
@@ -21,9 +22,26 @@ def plotted(tmp_path_factory):
     """One real sweep of the reference (the command students run), figures written to a temp dir."""
     pytest.importorskip("matplotlib", reason="environment: the figures need matplotlib (the plot extra)")
     out = tmp_path_factory.mktemp("figures")
-    proc = subprocess.run([sys.executable, "-m", "solutions.run", "--sweep", "--plot", str(out),
-                           "--steps", "1", "--warmup", "0", "--budget", "0.05"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "solutions.run",
+            "--sweep",
+            "--plot",
+            str(out),
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+            "--budget",
+            "0.05",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert f"Figures written to {out}/" in proc.stdout
     return out
@@ -92,15 +110,17 @@ def test_timelines_hold_every_forward_and_backward(plotted):
                 trace = json.loads((plotted / f"timeline-{name}-p{P}-m{m}-{kind}.json").read_text())
                 boxes = [e for e in trace["traceEvents"] if e["ph"] == "X"]
                 assert sorted((e["args"]["stage"], e["args"]["kind"], e["args"]["mb"]) for e in boxes) == sorted(
-                    (s, k, mb) for s in range(P) for k in "FB" for mb in range(m)), (name, m, kind)
+                    (s, k, mb) for s in range(P) for k in "FB" for mb in range(m)
+                ), (name, m, kind)
                 assert all(e["ts"] >= 0 and e["dur"] > 0 for e in boxes)
 
 
 def _rows(batch: int, ms, names=SCHEDULES):
     from autograder.student import run, steps
 
-    args = run.build_parser("solutions").parse_args(["--steps", "1", "--warmup", "0", "--width", "16",
-                                                     "--batch", str(batch), "--budget", "0.05"])
+    args = run.build_parser("solutions").parse_args(
+        ["--steps", "1", "--warmup", "0", "--width", "16", "--batch", str(batch), "--budget", "0.05"]
+    )
     rows = [steps.run_schedule("solutions", name, args, m) for m in ms for name in names if name != "1f1b"]
     rows += [steps.run_one_f_one_b("solutions", args, m) for m in ms if "1f1b" in names]
     return args, rows

@@ -1,4 +1,5 @@
 """HANDOUT.md: every part and question of the original, commands that work, no claim the measurements contradict."""
+
 from __future__ import annotations
 
 import contextlib
@@ -7,14 +8,14 @@ import re
 import shlex
 import subprocess
 import sys
-from functools import lru_cache
+from functools import cache
 
 import pytest
 
 from autograder.instructor import student_release
+from autograder.practical import GROUPS
 from autograder.student import run
 from tests.support import ROOT
-from autograder.practical import GROUPS
 from tests.support.course_text import ORIGINAL_QUESTIONS, plain
 
 HANDOUT = (ROOT / "HANDOUT.md").read_text(encoding="utf-8")
@@ -56,15 +57,29 @@ def section(title: str) -> str:
 
 def test_parts_1_to_5_and_the_final_discussion():
     titles = re.findall(r"^## (.+)$", HANDOUT, flags=re.M)
-    for n, name in enumerate(["Run and observe (Option A)", "Analyse GPipe (Option B)", "Analyse 1F1B (Option C)",
-                              "Modify and experiment", "Code understanding"], start=1):
+    for n, name in enumerate(
+        [
+            "Run and observe (Option A)",
+            "Analyse GPipe (Option B)",
+            "Analyse 1F1B (Option C)",
+            "Modify and experiment",
+            "Code understanding",
+        ],
+        start=1,
+    ):
         assert f"Part {n} — {name}" in titles
     assert "Final discussion" in titles
 
 
 def test_every_original_question_is_in_its_part():
-    titles = {"part1": "Part 1", "part2": "Part 2", "part3": "Part 3", "part4": "Part 4", "part5": "Part 5",
-              "final": "Final discussion"}
+    titles = {
+        "part1": "Part 1",
+        "part2": "Part 2",
+        "part3": "Part 3",
+        "part4": "Part 4",
+        "part5": "Part 5",
+        "final": "Final discussion",
+    }
     for part, questions in ORIGINAL_QUESTIONS.items():
         text = plain(section(titles[part]))
         for question in questions:
@@ -82,7 +97,9 @@ def test_part5_shows_the_original_code():
 
 
 def test_every_run_command_parses_with_the_real_parser():
-    shown = [w for w in commands() if w[:3] in (["python", "-m", "assignment.run"], ["python3", "-m", "assignment.run"])]
+    shown = [
+        w for w in commands() if w[:3] in (["python", "-m", "assignment.run"], ["python3", "-m", "assignment.run"])
+    ]
     assert len(shown) >= 15
     parser = run.build_parser()
     for words in shown:
@@ -95,11 +112,16 @@ def test_every_run_command_parses_with_the_real_parser():
     assert {"--sweep", "--plot", "--timeline", "--device", "--schedule", "-m", "-p"} <= flags
 
 
-@lru_cache(maxsize=None)
+@cache
 def graded_tests() -> tuple[str, ...]:
     """Node ids of every test ``pytest autograder/`` collects (one collection for all commands)."""
-    proc = subprocess.run([sys.executable, "-m", "pytest", "autograder/", "--collect-only", "-q", "-p", "no:cacheprovider"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "autograder/", "--collect-only", "-q", "-p", "no:cacheprovider"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     ids = tuple(line for line in proc.stdout.splitlines() if "::" in line)
     assert ids, proc.stdout[-2000:] + proc.stderr[-2000:]
     return ids
@@ -165,10 +187,21 @@ def test_no_claim_the_measurements_contradict():
 
 def test_states_what_the_measurements_show():
     text = plain(HANDOUT)
-    for fact in ["same bubble, (p-1)/(m+p-1)", "activation memory", "at most p-s micro-batches in flight",
-                 "not PipeDream's per-stage 1F1B", "1.23x", "1.10x", "2.29x", "2.91x",
-                 "on one CPU the measured step times do not improve", "per-micro-batch overhead", "smaller kernels",
-                 "µB=2 | µB=4 | µB=4", "1F1W"]:
+    for fact in [
+        "same bubble, (p-1)/(m+p-1)",
+        "activation memory",
+        "at most p-s micro-batches in flight",
+        "not PipeDream's per-stage 1F1B",
+        "1.23x",
+        "1.10x",
+        "2.29x",
+        "2.91x",
+        "on one CPU the measured step times do not improve",
+        "per-micro-batch overhead",
+        "smaller kernels",
+        "µB=2 | µB=4 | µB=4",
+        "1F1W",
+    ]:
         assert plain(fact) in text, fact
 
 

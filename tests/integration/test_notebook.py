@@ -1,4 +1,5 @@
 """The notebook: the nbgrader source solutions/practical9.ipynb and its release assignment/practical9.ipynb."""
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,6 @@ STUDENT = ROOT / "assignment" / "practical9.ipynb"
 NAME = "practical9.ipynb"
 
 # Every question of the original handout (../shared/course/practical9.txt), by part, in its words.
-
 
 
 def cells(path) -> list[dict]:
@@ -112,7 +112,9 @@ def test_every_original_question_is_asked_then_answered(path):
     nb = cells(path)
     for part, questions in ORIGINAL_QUESTIONS.items():
         for question in questions:
-            where = [i for i, c in enumerate(nb) if c["cell_type"] == "markdown" and plain(question) in plain(source(c))]
+            where = [
+                i for i, c in enumerate(nb) if c["cell_type"] == "markdown" and plain(question) in plain(source(c))
+            ]
             assert len(where) == 1, f"{question!r} is asked {len(where)} times"
             asked, answer = nb[where[0]], nb[where[0] + 1]
             assert meta(asked)["locked"] and not meta(asked)["grade"], question
@@ -153,8 +155,14 @@ def course(tmp_path_factory):
     root = tmp_path_factory.mktemp("course")
     (root / "source" / "practical9").mkdir(parents=True)
     shutil.copy(SOURCE, root / "source" / "practical9" / NAME)
-    proc = subprocess.run([*cli, "generate_assignment", "practical9", "--force", f"--CourseDirectory.root={root}"],
-                          cwd=root, capture_output=True, text=True, timeout=300, env=tool_env())
+    proc = subprocess.run(
+        [*cli, "generate_assignment", "practical9", "--force", f"--CourseDirectory.root={root}"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=tool_env(),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root
 
@@ -165,9 +173,14 @@ def test_nbgrader_runs_without_the_environment_on_path(tmp_path):
     cli = _nbgrader_cli()
     bare = os.pathsep.join(p for p in ("/usr/local/bin", "/usr/bin", "/bin") if Path(p).is_dir())
     assert find_tool("alembic") is not None
-    proc = subprocess.run([*cli, "db", "student", "add", "someone", f"--CourseDirectory.root={tmp_path}"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                          env=tool_env({"HOME": str(tmp_path), "PATH": bare}))
+    proc = subprocess.run(
+        [*cli, "db", "student", "add", "someone", f"--CourseDirectory.root={tmp_path}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=tool_env({"HOME": str(tmp_path), "PATH": bare}),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "gradebook.db").is_file()
 
@@ -184,11 +197,18 @@ def test_nbgrader_autograde_gives_the_reference_every_autograded_point(course, t
     submitted = course / "submitted" / "ref" / "practical9"
     submitted.mkdir(parents=True)
     shutil.copy(SOURCE, submitted / NAME)
-    env = tool_env(PRACTICAL9_ROOT=str(ROOT), PRACTICAL9_PACKAGE="solutions",
-                   PRACTICAL9_FIGURES=str(tmp_path / "figures"))
+    env = tool_env(
+        PRACTICAL9_ROOT=str(ROOT), PRACTICAL9_PACKAGE="solutions", PRACTICAL9_FIGURES=str(tmp_path / "figures")
+    )
     for args in (["db", "student", "add", "ref"], ["autograde", "practical9", "--force"]):
-        proc = subprocess.run([*cli, *args, f"--CourseDirectory.root={course}"], cwd=course, env=env,
-                              capture_output=True, text=True, timeout=500)
+        proc = subprocess.run(
+            [*cli, *args, f"--CourseDirectory.root={course}"],
+            cwd=course,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=500,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
         submission = gradebook.find_submission("practical9", "ref")
@@ -206,19 +226,36 @@ def _package(tmp_path, nb: dict):
 
 
 def _nb(*cell_list):
-    return {"cells": list(cell_list), "metadata": {"kernelspec": {"name": "python3", "language": "python",
-            "display_name": "Python 3"}}, "nbformat": 4, "nbformat_minor": 5}
+    return {
+        "cells": list(cell_list),
+        "metadata": {"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
 
 
 def _md(cell_id, text, **nbgrader):
-    m = {"nbgrader": {"schema_version": 3, "grade": False, "solution": False, "locked": False, "grade_id": cell_id,
-                      **nbgrader}} if nbgrader else {}
+    m = (
+        {
+            "nbgrader": {
+                "schema_version": 3,
+                "grade": False,
+                "solution": False,
+                "locked": False,
+                "grade_id": cell_id,
+                **nbgrader,
+            }
+        }
+        if nbgrader
+        else {}
+    )
     return {"cell_type": "markdown", "id": cell_id, "metadata": m, "source": text}
 
 
 def test_a_misspelt_marker_is_refused(tmp_path):
-    pkg = _package(tmp_path, _nb(_md("a", "## Begin Solution\nthe answer\n## End Solution", grade=True,
-                                     solution=True, points=1)))
+    pkg = _package(
+        tmp_path, _nb(_md("a", "## Begin Solution\nthe answer\n## End Solution", grade=True, solution=True, points=1))
+    )
     with pytest.raises(release.MarkerError, match="looks like a solution marker but is not one"):
         release.generate(pkg)
 
@@ -273,8 +310,13 @@ def test_solution_notebook_runs_end_to_end_in_two_minutes(tmp_path, monkeypatch)
     client.execute()
     elapsed = time.perf_counter() - start
     assert elapsed <= 120, f"the notebook took {elapsed:.0f} s on this CPU (at most 120 s)"
-    errors = [(c.id, o.get("ename"), o.get("evalue")) for c in nb.cells if c.cell_type == "code"
-              for o in c.outputs if o.output_type == "error"]
+    errors = [
+        (c.id, o.get("ename"), o.get("evalue"))
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.output_type == "error"
+    ]
     assert errors == []
     by_id = {c.id: c for c in nb.cells}
     assert "package 'solutions'" in _outputs(by_id["setup"])

@@ -1,4 +1,5 @@
 """Part 6 per-stage lists: the reference solution, the skeleton, and the probe that carries lists to the judge."""
+
 from __future__ import annotations
 
 import inspect
@@ -10,8 +11,8 @@ import assignment.per_stage as skeleton
 import solutions.per_stage as ref
 from autograder.harness.plain import plain_action
 from autograder.harness.probes import CallContext, probe_action_lists
-from autograder.judge.staging import stage
 from autograder.instructor.reference_schedules import gpipe_schedule, one_f_one_b_schedule
+from autograder.judge.staging import stage
 from autograder.schedules import Action, Costs, parse_schedule, simulate, validate
 
 
@@ -40,8 +41,13 @@ def test_reference_lists_validate_and_equal_the_judges_schedules(p, m):
 # Without transfers, both take (m + p - 1)(F + B): 3 x 3 = 9 at p=2, m=2; 11 x 3 = 33 at p=4, m=8;
 #   m < p: p=4, m=2 -> 5 x 3 = 15; p=3, m=1 -> 3 x 3 = 9; with F = B = 1 at p=4, m=8: 11 x 2 = 22.
 MAKESPANS = [
-    (2, 2, Costs(1, 2), 9), (2, 2, Costs(1, 2, transfer=0.5), 10), (4, 8, Costs(1, 2), 33),
-    (4, 2, Costs(1, 2), 15), (3, 1, Costs(1, 2), 9), (4, 8, Costs(1, 1), 22), (1, 5, Costs(1, 2), 15),
+    (2, 2, Costs(1, 2), 9),
+    (2, 2, Costs(1, 2, transfer=0.5), 10),
+    (4, 8, Costs(1, 2), 33),
+    (4, 2, Costs(1, 2), 15),
+    (3, 1, Costs(1, 2), 9),
+    (4, 8, Costs(1, 1), 22),
+    (1, 5, Costs(1, 2), 15),
 ]
 
 
@@ -58,17 +64,23 @@ def test_peak_in_flight_of_the_reference_lists():
 
 
 def test_warm_up_and_short_warm_up():
-    assert " ".join(f"{a.kind}{a.mb}" for a in ref.one_f_one_b_actions(1, 4, 6)) == \
-        "F0 F1 F2 B0 F3 B1 F4 B2 F5 B3 B4 B5"
+    assert (
+        " ".join(f"{a.kind}{a.mb}" for a in ref.one_f_one_b_actions(1, 4, 6)) == "F0 F1 F2 B0 F3 B1 F4 B2 F5 B3 B4 B5"
+    )
     # m <= p - s - 1: the warm-up is cut to m forwards, the list is GPipe's.
     assert ref.one_f_one_b_actions(0, 5, 3) == ref.gpipe_actions(0, 5, 3)
     assert ref.one_f_one_b_actions(4, 5, 3) == parse_schedule({4: "4F0 4B0 4F1 4B1 4F2 4B2"})[4]
 
 
-@pytest.mark.parametrize("name,task", [("gpipe_actions", "part6.gpipe_actions"),
-                                       ("one_f_one_b_actions", "part6.one_f_one_b_actions"),
-                                       ("interleaved_actions", "part7.interleaved_actions"),
-                                       ("zero_bubble_actions", "part7.zero_bubble_actions")])
+@pytest.mark.parametrize(
+    "name,task",
+    [
+        ("gpipe_actions", "part6.gpipe_actions"),
+        ("one_f_one_b_actions", "part6.one_f_one_b_actions"),
+        ("interleaved_actions", "part7.interleaved_actions"),
+        ("zero_bubble_actions", "part7.zero_bubble_actions"),
+    ],
+)
 def test_skeleton_raises_its_task_and_keeps_signature_and_docstring(name, task):
     args = (0, 2, 2, 2) if name == "interleaved_actions" else (0, 2, 2)
     with pytest.raises(NotImplementedError, match=f"^{task.replace('.', '[.]')}: "):
@@ -80,8 +92,10 @@ def test_skeleton_raises_its_task_and_keeps_signature_and_docstring(name, task):
 def test_probe_returns_plain_lists_or_the_error():
     data = probe_action_lists(CallContext("solutions"), "1f1b", [[2, 2]])
     lists = data["cases"][0]["value"]
-    assert lists == [[[0, "F", 0], [0, "F", 1], [0, "B", 0], [0, "B", 1]],
-                     [[1, "F", 0], [1, "B", 0], [1, "F", 1], [1, "B", 1]]]
+    assert lists == [
+        [[0, "F", 0], [0, "F", 1], [0, "B", 0], [0, "B", 1]],
+        [[1, "F", 0], [1, "B", 0], [1, "F", 1], [1, "B", 1]],
+    ]
     assert parse_schedule(dict(enumerate(lists))) == one_f_one_b_schedule(2, 2)
     outcome = probe_action_lists(CallContext("assignment"), "gpipe", [[2, 2]])["cases"][0]
     assert outcome["raised"] == "NotImplementedError"
@@ -91,6 +105,7 @@ def test_probe_returns_plain_lists_or_the_error():
 
 def test_plain_action_keeps_only_plain_data():
     import numpy as np
+
     assert plain_action(Action(1, "F", 0)) == [1, "F", 0]
     assert plain_action((np.int64(2), "B", 3)) == [2, "B", 3]
     assert plain_action("1F0") == "1F0"
@@ -107,7 +122,8 @@ def test_probe_refuses_non_lists_and_endless_generators(tmp_path, monkeypatch):
         "def gpipe_actions(stage, num_stages, num_microbatches):\n"
         "    return (stage, 'F', 0)  # a tuple, not a list of actions: iterable, but of ints\n"
         "def one_f_one_b_actions(stage, num_stages, num_microbatches):\n"
-        "    return itertools.repeat((stage, 'F', 0))\n")
+        "    return itertools.repeat((stage, 'F', 0))\n"
+    )
     staged = stage(sub, tmp_path / "staged")
     monkeypatch.syspath_prepend(str(staged.root))
     ctx = CallContext(staged.package)

@@ -1,5 +1,6 @@
 """autograder.emulate and autograder.runtime: emulated device time, the single-process and the
 multi-process executors of per-stage action lists."""
+
 from __future__ import annotations
 
 import os
@@ -11,15 +12,27 @@ import pytest
 import torch
 
 from autograder import dist as R
-from autograder.practical import GRAD_RTOL, LOSS_RTOL
 from autograder.dist.emulate import EmulatedTime, device_sleep, ideal_step_time, naive_step_time
 from autograder.instructor.reference_schedules import gpipe_schedule, one_f_one_b_schedule
-from autograder.schedules import (Action, Costs, delayed_backward_schedule, naive_schedule, parse_schedule, replay,
-                                 schedule_from_events, timeline_from_events)
+from autograder.practical import GRAD_RTOL, LOSS_RTOL
+from autograder.schedules import (
+    Action,
+    Costs,
+    delayed_backward_schedule,
+    naive_schedule,
+    parse_schedule,
+    replay,
+    schedule_from_events,
+    timeline_from_events,
+)
 from tests.support import ROOT
 
-SCHEDULES = {"naive": naive_schedule, "gpipe": gpipe_schedule, "1f1b": one_f_one_b_schedule,
-             "delayed": delayed_backward_schedule}
+SCHEDULES = {
+    "naive": naive_schedule,
+    "gpipe": gpipe_schedule,
+    "1f1b": one_f_one_b_schedule,
+    "delayed": delayed_backward_schedule,
+}
 DEADLOCK = parse_schedule({0: "0F0 0B0 0F1 0B1", 1: "1F0 1F1 1B0 1B1"})  # 0 waits for 1B0, 1 for 0F1
 
 
@@ -31,6 +44,7 @@ def assert_matches_reference(spec: R.PipelineSpec, loss: float, grads: dict) -> 
 
 
 # -- emulated device time -------------------------------------------------------------------------
+
 
 def test_device_sleep_is_precise():
     """Never short; typically within a few microseconds (plain time.sleep overshoots by ~80 us). The
@@ -85,6 +99,7 @@ def test_emulate_arguments_and_ideal_times():
 
 # -- the single-process executor ------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", sorted(SCHEDULES))
 @pytest.mark.parametrize("p,m", [(1, 1), (1, 3), (2, 3), (2, 8), (4, 1), (4, 3), (4, 8)])
 def test_single_process_gradients_equal_the_reference(name, p, m):
@@ -117,6 +132,7 @@ def test_single_process_executor_issues_actions_round_robin():
 
 def test_single_process_errors_are_one_line():
     from assignment.model import make_batch, make_model
+
     model = make_model(8, 4)
     stages = [torch.nn.Sequential(*list(model)[:2]), torch.nn.Sequential(*list(model)[2:])]
     x, y = make_batch(4, 8)
@@ -142,6 +158,7 @@ def test_single_process_errors_are_one_line():
 
 # -- the multi-process executor -------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def pool():
     with R.PipelinePool(4, backend="gloo", recv_timeout=20) as pool:
@@ -164,15 +181,19 @@ def test_multi_process_gradients_equal_the_reference(pool, p, m, name):
 
 
 def test_multi_process_transformer_and_three_stages(pool):
-    for spec in (R.PipelineSpec(3, 5, 13, width=16, depth=4, kind="transformer", seed=7),
-                 R.PipelineSpec(3, 4, 9, width=24, depth=7, seed=8)):
+    for spec in (
+        R.PipelineSpec(3, 5, 13, width=16, depth=4, kind="transformer", seed=7),
+        R.PipelineSpec(3, 4, 9, width=24, depth=7, seed=8),
+    ):
         for name in ("gpipe", "1f1b"):
             result = pool.run(SCHEDULES[name](3, spec.num_microbatches), spec)
             assert_matches_reference(spec, result.loss, result.grads)
-    single = R.traced_single_step(one_f_one_b_schedule(3, 5), R.PipelineSpec(3, 5, 13, width=16, depth=4,
-                                                                            kind="transformer", seed=7))
-    assert_matches_reference(R.PipelineSpec(3, 5, 13, width=16, depth=4, kind="transformer", seed=7),
-                             single["loss"], single["grads"])
+    single = R.traced_single_step(
+        one_f_one_b_schedule(3, 5), R.PipelineSpec(3, 5, 13, width=16, depth=4, kind="transformer", seed=7)
+    )
+    assert_matches_reference(
+        R.PipelineSpec(3, 5, 13, width=16, depth=4, kind="transformer", seed=7), single["loss"], single["grads"]
+    )
 
 
 def test_multi_process_memory_and_order_on_the_real_timeline(pool):
@@ -208,12 +229,21 @@ def test_bad_input_is_refused_before_any_process_starts():
         (DEADLOCK, R.PipelineSpec(2, 2, 4), "invalid schedule: deadlock: rank 0 is stuck at 0B0"),
         ({0: "0F0 0B0", 1: "1F0"}, R.PipelineSpec(2, 1, 4), "invalid schedule: missing action 1B0"),
         ({0: "0F0 0W0 0I0", 1: "1F0 1B0"}, R.PipelineSpec(2, 1, 4), "0W0 runs before its input-grad half 0I0"),
-        (gpipe_schedule(2, 2), R.PipelineSpec(2, 2, 4, stages_per_rank=5),
-         "cannot run 2 ranks x 5 stages per rank = 10 stages: the model has only 8 layers"),
-        ({0: "0F0 0B0 2F0 2B0", 1: "1F0 1B0 3F0 3B0"}, R.PipelineSpec(2, 1, 4, stages_per_rank=2),
-         "invalid schedule: deadlock"),
-        ({0: "0F0 1F0 1B0 0B0", 1: "2F0 3F0 3B0 2B0"}, R.PipelineSpec(2, 1, 4, stages_per_rank=2),
-         "rank 0, step 1: 1F0 belongs to stage 1, which runs on rank 1"),
+        (
+            gpipe_schedule(2, 2),
+            R.PipelineSpec(2, 2, 4, stages_per_rank=5),
+            "cannot run 2 ranks x 5 stages per rank = 10 stages: the model has only 8 layers",
+        ),
+        (
+            {0: "0F0 0B0 2F0 2B0", 1: "1F0 1B0 3F0 3B0"},
+            R.PipelineSpec(2, 1, 4, stages_per_rank=2),
+            "invalid schedule: deadlock",
+        ),
+        (
+            {0: "0F0 1F0 1B0 0B0", 1: "2F0 3F0 3B0 2B0"},
+            R.PipelineSpec(2, 1, 4, stages_per_rank=2),
+            "rank 0, step 1: 1F0 belongs to stage 1, which runs on rank 1",
+        ),
         ({0: "0F0 0B0", 1: "1F0 1B0 1F3"}, R.PipelineSpec(2, 1, 4), "names micro-batch 3, there are 1"),
         ("not a schedule", R.PipelineSpec(2, 1, 4), "a schedule is a dict"),
         (gpipe_schedule(2, 2), R.PipelineSpec(2, 2, 4, seconds_per_batch=-1), "seconds_per_batch must be"),
@@ -261,8 +291,22 @@ def _python(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 
 def test_command_line_launches_and_reports():
-    proc = _python("-m", "autograder.runtime", "--schedule", "1f1b", "-p", "2", "-m", "3", "--batch", "7",
-                   "--f", "0.004", "--steps", "2")
+    proc = _python(
+        "-m",
+        "autograder.runtime",
+        "--schedule",
+        "1f1b",
+        "-p",
+        "2",
+        "-m",
+        "3",
+        "--batch",
+        "7",
+        "--f",
+        "0.004",
+        "--steps",
+        "2",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "p=2 m=3 batch=7" in proc.stdout and "measured/ideal" in proc.stdout and "stage 1 |" in proc.stdout
     error = float(proc.stdout.split("max |g - g_ref| / max |g_ref| = ")[1].split()[0])
@@ -272,16 +316,36 @@ def test_command_line_launches_and_reports():
 def test_command_line_errors_are_one_line():
     proc = _python("-m", "autograder.runtime", "--schedule", "zigzag")
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
-        "error: unknown schedule 'zigzag': choose one of naive, gpipe, 1f1b, interleaved, zero_bubble"]
+        "error: unknown schedule 'zigzag': choose one of naive, gpipe, 1f1b, interleaved, zero_bubble"
+    ]
     proc = _python("-m", "autograder.runtime", "--impl", "assignment", "--schedule", "gpipe")
     assert proc.returncode == 1 and "NotImplementedError: part6.gpipe_actions" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
 def test_same_code_runs_under_torchrun():
-    proc = _python("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
-                   "autograder.runtime", "--schedule", "gpipe", "-p", "2", "-m", "4", "--batch", "10",
-                   "--f", "0", "--steps", "1", timeout=180)
+    proc = _python(
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "autograder.runtime",
+        "--schedule",
+        "gpipe",
+        "-p",
+        "2",
+        "-m",
+        "4",
+        "--batch",
+        "10",
+        "--f",
+        "0",
+        "--steps",
+        "1",
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert proc.stdout.count("max |g - g_ref|") == 1  # printed by rank 0 only
     error = float(proc.stdout.split("max |g - g_ref| / max |g_ref| = ")[1].split()[0])
@@ -289,8 +353,25 @@ def test_same_code_runs_under_torchrun():
 
 
 def test_benchmark_prints_a_markdown_table_and_the_machine():
-    proc = _python("-m", "autograder.bench", "-p", "2", "-m", "2", "--batch", "4", "--f", "0.002",
-                   "--steps", "1", "--warmup", "1", "--rounds", "1", timeout=300)
+    proc = _python(
+        "-m",
+        "autograder.bench",
+        "-p",
+        "2",
+        "-m",
+        "2",
+        "--batch",
+        "4",
+        "--f",
+        "0.002",
+        "--steps",
+        "1",
+        "--warmup",
+        "1",
+        "--rounds",
+        "1",
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("| runtime | schedule |") and lines[1].startswith("|---")

@@ -9,6 +9,7 @@ it; no process of the sandbox survives ``close()`` and a call leaves no file in 
 neither read the reference solutions nor open the grader's source for writing; a schedule trial on
 the reference records GPipe's per-stage order and gradients equal to the single-device reference.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,12 +33,18 @@ from tests.support import ROOT
 from tests.support.submissions import Submission, build
 
 SPLIT, PARTITION = "part1.split_microbatches", "part1.partition"
-needs_landlock = pytest.mark.skipif(confine.landlock_abi() < 1, reason="environment: no Landlock in this kernel: "
-                                    "only file permissions keep a call from the repository")
-needs_confinement = pytest.mark.skipif(confine.landlock_abi() < 1 and not isolation.isolation_level().root,
-                                       reason="environment: neither Landlock nor root: calls may write anywhere")
-no_memory_limit = pytest.mark.skipif(any(os.path.exists(p) for p in ("/dev/nvidia0", "/dev/nvidiactl")),
-                                     reason="environment: CUDA present: calls run without an address-space limit")
+needs_landlock = pytest.mark.skipif(
+    confine.landlock_abi() < 1,
+    reason="environment: no Landlock in this kernel: only file permissions keep a call from the repository",
+)
+needs_confinement = pytest.mark.skipif(
+    confine.landlock_abi() < 1 and not isolation.isolation_level().root,
+    reason="environment: neither Landlock nor root: calls may write anywhere",
+)
+no_memory_limit = pytest.mark.skipif(
+    any(os.path.exists(p) for p in ("/dev/nvidia0", "/dev/nvidiactl")),
+    reason="environment: CUDA present: calls run without an address-space limit",
+)
 
 # The student's split_microbatches misbehaves according to the number of micro-batches asked for.
 HOSTILE_SPLIT = """\
@@ -157,15 +164,16 @@ def token() -> str:
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory, token):
     tmp = tmp_path_factory.mktemp("hostile")
-    spec = Submission(inject={SPLIT: HOSTILE_SPLIT}, replace={"partition.py": [(TOP, FLOOD)],
-                                                               "per_stage.py": [(TOP, MEMORY)]})
-    box = Sandbox(staged_submission(tmp, spec, REPO=str(ROOT), TOKEN=token),
-                  Limits(call_timeout=2, file_mib=1))
+    spec = Submission(
+        inject={SPLIT: HOSTILE_SPLIT}, replace={"partition.py": [(TOP, FLOOD)], "per_stage.py": [(TOP, MEMORY)]}
+    )
+    box = Sandbox(staged_submission(tmp, spec, REPO=str(ROOT), TOKEN=token), Limits(call_timeout=2, file_mib=1))
     yield box
     box.close()
 
 
 # -- data and results ---------------------------------------------------------------------------------------
+
 
 def test_call_returns_the_probes_raw_data(hostile):
     data = split_call(hostile, 3)
@@ -185,6 +193,7 @@ def test_student_function_that_raises_gives_a_result_with_its_message(hostile):
 
 # -- crashes ---------------------------------------------------------------------------------------------------
 
+
 def test_sys_exit_is_a_probe_failure_naming_exit(hostile):
     assert "exit(3)" in failure(hostile, 101, "exit")
     assert_works(hostile)
@@ -203,8 +212,9 @@ def test_segfault_is_a_probe_failure_naming_the_signal(hostile):
 
 def test_print_flood_is_a_probe_failure_naming_the_output_limit(hostile):
     with pytest.raises(ProbeFailed) as excinfo:
-        hostile.call("partition", {"widths": [4, 4, 4], "num_stages": 2, "devices": ["cpu", "cpu"], "seed": 0},
-                     key="partition")
+        hostile.call(
+            "partition", {"widths": [4, 4, 4], "num_stages": 2, "devices": ["cpu", "cpu"], "seed": 0}, key="partition"
+        )
     message = str(excinfo.value)
     assert "\n" not in message
     assert "File too large" in message or "printed more output" in message
@@ -239,6 +249,7 @@ def test_infinite_loop_times_out_twice_then_is_not_called_again(hostile):
 
 
 # -- confinement ---------------------------------------------------------------------------------------------
+
 
 @needs_landlock
 def test_call_cannot_read_the_reference_or_open_the_grader_for_writing(hostile, token):
@@ -288,6 +299,7 @@ def test_no_process_survives_close_and_nothing_is_left_in_tmp(tmp_path):
 
 # -- a call that writes garbage to its channel --------------------------------------------------------------------
 
+
 @pytest.fixture
 def raw_channel(tmp_path):
     box = Sandbox(staged_submission(tmp_path, Submission(inject={SPLIT: RAW_CHANNEL})), Limits(call_timeout=10))
@@ -310,6 +322,7 @@ def test_next_call_works_after_a_call_sent_a_message_that_is_not_a_dict(raw_chan
 
 # -- the time budget ----------------------------------------------------------------------------------------------
 
+
 def test_spent_budget_refuses_the_call_without_making_it(tmp_path):
     box = Sandbox(stage(ROOT / "solutions", tmp_path / "x"), budget=Budget(total=0.5))
     try:
@@ -327,8 +340,9 @@ def test_spent_budget_refuses_the_call_without_making_it(tmp_path):
 @pytest.mark.slow
 def test_call_cut_short_by_the_budget_is_out_of_budget_not_a_timeout(tmp_path):
     spec = Submission(inject={SPLIT: HOSTILE_SPLIT})
-    box = Sandbox(staged_submission(tmp_path, spec, REPO=str(ROOT), TOKEN="x"), Limits(call_timeout=30),
-                  Budget(total=12))
+    box = Sandbox(
+        staged_submission(tmp_path, spec, REPO=str(ROOT), TOKEN="x"), Limits(call_timeout=30), Budget(total=12)
+    )
     try:
         assert_works(box)  # starts the worker
         box.budget.started = time.monotonic() - (box.budget.total - 2.5)  # 2.5 s left
@@ -340,6 +354,7 @@ def test_call_cut_short_by_the_budget_is_out_of_budget_not_a_timeout(tmp_path):
 
 
 # -- a schedule trial on the reference ------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def reference_box(tmp_path_factory):

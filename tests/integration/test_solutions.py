@@ -1,4 +1,5 @@
 """The reference solutions: every schedule equals the single-device full-batch step."""
+
 from __future__ import annotations
 
 import pytest
@@ -68,7 +69,9 @@ def test_partition_sizes(layers, p, want):
 
 def test_partition_balances_parameters_not_layers():
     # Layer sizes 10, 10, 10, 30 (as Linear params): two stages -> [3 small], [1 big].
-    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(3, 2), torch.nn.Linear(3, 2), torch.nn.Linear(5, 5))
+    net = torch.nn.Sequential(
+        torch.nn.Linear(3, 2), torch.nn.Linear(3, 2), torch.nn.Linear(3, 2), torch.nn.Linear(5, 5)
+    )
     stages = partition.partition(net, 2, devices.stage_devices(2, "cpu"))
     assert _layers(stages) == [3, 1]
 

@@ -11,6 +11,7 @@ sum of parameter gradients equals the single-device full-batch gradient to 1e-6 
 ``.grad``; saved activation bytes grow with rows; activations that did not come from the previous
 stage are noted; a stage run twice shows twice; the executor lets go of graphs the student dropped.
 """
+
 from __future__ import annotations
 
 import copy
@@ -34,8 +35,9 @@ RTOL = 1e-6
 class Pipe:
     """The course model split into ``p`` traced stages, a batch, and its micro-batches."""
 
-    def __init__(self, p: int = 3, batch: int = 10, m: int = 4, width: int = 16, depth: int = 6, kind: str = "mlp",
-                 seed: int = 1):
+    def __init__(
+        self, p: int = 3, batch: int = 10, m: int = 4, width: int = 16, depth: int = 6, kind: str = "mlp", seed: int = 1
+    ):
         self.p, self.m, self.batch = p, m, batch
         self.model = M.make_model(width, depth, seed=seed, kind=kind)
         self.fresh = copy.deepcopy(self.model)  # for the single-device reference
@@ -48,7 +50,7 @@ class Pipe:
         self.params = [q for stage in self.stages for q in stage.parameters()]
         self.loss_fn = M.loss_function()
         starts = [sum(self.sizes[:k]) for k in range(m)]
-        self.mbs = [(self.x[a:a + n], self.y[a:a + n]) for a, n in zip(starts, self.sizes)]
+        self.mbs = [(self.x[a : a + n], self.y[a : a + n]) for a, n in zip(starts, self.sizes)]
 
     def weight(self, k: int) -> float:
         return self.sizes[k] / self.batch
@@ -80,6 +82,7 @@ def assert_close_to(got: list[torch.Tensor | None], want: list[torch.Tensor], wh
 
 
 # -- the autograd styles a student may use ---------------------------------------------------------------
+
 
 def style_backward(pipe: Pipe, k: int) -> None:
     h = pipe.mbs[k][0]
@@ -403,4 +406,5 @@ def test_nonreentrant_checkpoint_recomputation_is_not_a_second_forward():
     spec = TrialSpec("naive", 2, 2, 8, width=16, depth=6, seed=1)
     kept = order.canonical(Trial(spec, events=list(pipe.recorder.events)))
     assert sorted((e.stage, e.kind, e.mb) for e in kept) == sorted(
-        (s, kind, k) for s in range(2) for kind in "FB" for k in range(2))
+        (s, kind, k) for s in range(2) for kind in "FB" for k in range(2)
+    )

@@ -31,8 +31,7 @@ def grade_cli(submission: Path, tmp_path: Path, *extra: str, timeout: float = 90
 def grade_pytest(impl: str | Path, tmp_path: Path, *extra: str, timeout: float = 900) -> tuple[dict, str]:
     """``pytest autograder --impl IMPL``; return (its results.json, its output)."""
     results = tmp_path / f"results-{abs(hash((str(impl), extra)))}.json"
-    cmd = [sys.executable, "-m", "pytest", "autograder", f"--impl={impl}", "--results-json", str(results), "-q",
-           *extra]
+    cmd = [sys.executable, "-m", "pytest", "autograder", f"--impl={impl}", "--results-json", str(results), "-q", *extra]
     env = tool_env(PYTHONDONTWRITEBYTECODE="1")
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
     assert results.exists(), f"no results.json; pytest said:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"

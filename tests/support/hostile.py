@@ -173,47 +173,100 @@ QUICK = "returns_batch_loss or split_sizes_order_and_pairs"
 
 HOSTILE = {
     "conftest_and_extras": Hostile(
-        "a submission's conftest.py, __init__.py, model.py and pytest.ini", Submission(
+        "a submission's conftest.py, __init__.py, model.py and pytest.ini",
+        Submission(
             skeleton=True,
-            extra={"conftest.py": CONFTEST, "__init__.py": CONFTEST, "model.py": "raise SystemExit(0)\n",
-                   "pytest.ini": "[pytest]\naddopts = -p no:autograder\n", "assignment/conftest.py": CONFTEST}),
-        select=QUICK, fails={"": "NotImplementedError"}),
+            extra={
+                "conftest.py": CONFTEST,
+                "__init__.py": CONFTEST,
+                "model.py": "raise SystemExit(0)\n",
+                "pytest.ini": "[pytest]\naddopts = -p no:autograder\n",
+                "assignment/conftest.py": CONFTEST,
+            },
+        ),
+        select=QUICK,
+        fails={"": "NotImplementedError"},
+    ),
     "forged_order": Hostile(
-        "events and order forged in the student's process", Submission(
-            replace={"schedules.py": [("""    batch_size = inputs.shape[0]
+        "events and order forged in the student's process",
+        Submission(
+            replace={
+                "schedules.py": [
+                    (
+                        """    batch_size = inputs.shape[0]
     last = stage_device(stages[-1])
-    losses = [microbatch_loss""", "    " + FORGE_ORDER.replace("\n", "\n    ").rstrip() + """
+    losses = [
+""",
+                        "    "
+                        + FORGE_ORDER.replace("\n", "\n    ").rstrip()
+                        + """
     batch_size = inputs.shape[0]
     last = stage_device(stages[-1])
-    losses = [microbatch_loss""")]}),
+    losses = [
+""",
+                    )
+                ]
+            }
+        ),
         select="gpipe and (order_of_events or activation_memory or replayed_speedup or gradients_match)",
-        fails={"Option B: GPipe: forwards and backwards": "ran twice", "Option B: GPipe: on p": "ran twice",
-               "Option B: GPipe: micro-batches in flight": "ran twice"}),
+        fails={
+            "Option B: GPipe: forwards and backwards": "ran twice",
+            "Option B: GPipe: on p": "ran twice",
+            "Option B: GPipe: micro-batches in flight": "ran twice",
+        },
+    ),
     "kill_everything": Hostile(
-        "killing the judge, the CLI, other gradings (kill -1)", Submission(inject={GPIPE: KILL_EVERYTHING,
-                                                                                   SPLIT: KILL_EVERYTHING}),
-        select=QUICK),
+        "killing the judge, the CLI, other gradings (kill -1)",
+        Submission(inject={GPIPE: KILL_EVERYTHING, SPLIT: KILL_EVERYTHING}),
+        select=QUICK,
+    ),
     "daemon_and_proc_mem": Hostile(
-        "a daemon that rewrites results.json; writing the judge's memory through /proc", Submission(
-            inject={GPIPE: DAEMON, DELAYED: PROC_MEM}), select=QUICK),
+        "a daemon that rewrites results.json; writing the judge's memory through /proc",
+        Submission(inject={GPIPE: DAEMON, DELAYED: PROC_MEM}),
+        select=QUICK,
+    ),
     "edit_and_steal": Hostile(
-        "editing the grader's source; importing or reading the reference and hidden tests", Submission(
-            inject={GPIPE: EDIT_GRADER, DELAYED: STEAL_SOLUTIONS, NAIVE: STEAL_SOLUTIONS}), select=QUICK),
+        "editing the grader's source; importing or reading the reference and hidden tests",
+        Submission(inject={GPIPE: EDIT_GRADER, DELAYED: STEAL_SOLUTIONS, NAIVE: STEAL_SOLUTIONS}),
+        select=QUICK,
+    ),
     "tmp_carry": Hostile(
-        "files carried from one call to the next", Submission(inject={GPIPE: TMP_CARRY, DELAYED: TMP_CARRY}),
-        select=QUICK),
+        "files carried from one call to the next",
+        Submission(inject={GPIPE: TMP_CARRY, DELAYED: TMP_CARRY}),
+        select=QUICK,
+    ),
     "nasty_text": Hostile(
-        "NUL, lone surrogates, terminal escapes, formula cells, 100 kB messages", Submission(
-            inject={GPIPE: NASTY_TEXT, SPLIT: NASTY_TEXT}),
-        select=QUICK, fails={"Option B: GPipe": "ValueError", "micro-batches are in order": "ValueError"}),
+        "NUL, lone surrogates, terminal escapes, formula cells, 100 kB messages",
+        Submission(inject={GPIPE: NASTY_TEXT, SPLIT: NASTY_TEXT}),
+        select=QUICK,
+        fails={"Option B: GPipe": "ValueError", "micro-batches are in order": "ValueError"},
+    ),
     "crashes": Hostile(
-        "exit, segfault, hang, print flood, memory bomb, fork bomb", Submission(
-            inject={GPIPE: CRASH_EXIT, DELAYED: CRASH_SEGV, NAIVE: HANG, SPLIT: FLOOD, PARTITION: MEMORY,
-                    LOSS: FORK_BOMB}),
-        select=QUICK + " or test_balanced or losses_add_up", call_timeout=3,
-        fails={"Option B: GPipe": "exit(3)", "Option C": "SIGSEGV", "Option A": "timed out after 3 s",
-               "micro-batches are in order": "File too large", "largest stage": "MemoryError"}),
+        "exit, segfault, hang, print flood, memory bomb, fork bomb",
+        Submission(
+            inject={
+                GPIPE: CRASH_EXIT,
+                DELAYED: CRASH_SEGV,
+                NAIVE: HANG,
+                SPLIT: FLOOD,
+                PARTITION: MEMORY,
+                LOSS: FORK_BOMB,
+            }
+        ),
+        select=QUICK + " or test_balanced or losses_add_up",
+        call_timeout=3,
+        fails={
+            "Option B: GPipe": "exit(3)",
+            "Option C": "SIGSEGV",
+            "Option A": "timed out after 3 s",
+            "micro-batches are in order": "File too large",
+            "largest stage": "MemoryError",
+        },
+    ),
     "monkeypatch": Hostile(
-        "replacing torch's functions and importing the judge", Submission(inject={GPIPE: PATCH_TORCH}),
-        select=QUICK, fails={"Option B: GPipe": None}),
+        "replacing torch's functions and importing the judge",
+        Submission(inject={GPIPE: PATCH_TORCH}),
+        select=QUICK,
+        fails={"Option B: GPipe": None},
+    ),
 }

@@ -318,7 +318,9 @@ SETTINGS = """\
     torch.set_num_threads(1)
 """
 
-NAIVE_BACKWARD_INPUTS = SETTINGS + """\
+NAIVE_BACKWARD_INPUTS = (
+    SETTINGS
+    + """\
     params = [p for stage in stages for p in stage.parameters()]
     last = stage_device(stages[-1])
     total = torch.tensor(0.0)
@@ -328,8 +330,11 @@ NAIVE_BACKWARD_INPUTS = SETTINGS + """\
         total = total + loss.detach().cpu()
     return total.item()
 """
+)
 
-GPIPE_RETAIN_GRAPH = SETTINGS + """\
+GPIPE_RETAIN_GRAPH = (
+    SETTINGS
+    + """\
     last = stage_device(stages[-1])
     losses = []
     for x, y in split_microbatches(inputs, targets, num_microbatches):
@@ -338,8 +343,11 @@ GPIPE_RETAIN_GRAPH = SETTINGS + """\
         loss.backward(retain_graph=True)
     return float(torch.stack(losses).sum())
 """
+)
 
-DELAYED_AUTOGRAD_BACKWARD = SETTINGS + """\
+DELAYED_AUTOGRAD_BACKWARD = (
+    SETTINGS
+    + """\
     last = stage_device(stages[-1])
     microbatches = split_microbatches(inputs, targets, num_microbatches)
     previous = None
@@ -357,6 +365,7 @@ DELAYED_AUTOGRAD_BACKWARD = SETTINGS + """\
     total = total + loss.detach()
     return total.item()
 """
+)
 
 # -- Part 1 again: recursion with a cache, torch.split with sizes, tuples ------------------------------
 
@@ -466,48 +475,104 @@ NAIVE, GPIPE, DELAYED = "part1.naive_step", "part2.gpipe_step", "part3.delayed_b
 SCHED_IMPORTS = "from torch import nn\n"
 
 CORRECT: dict[str, Submission] = {
-    "grad-sum-deque": Submission(replace={
-        PARTITION: [body(PARTITION, "part1.partition", PARTITION_BINARY_SEARCH)],
-        MICROBATCH: [body(MICROBATCH, "part1.split_microbatches", SPLIT_SLICING),
-                     body(MICROBATCH, "part1.microbatch_loss", LOSS_DIVIDE)],
-        SCHEDULES: [imports(SCHED_IMPORTS, "from collections import deque\n"),
-                    body(SCHEDULES, NAIVE, NAIVE_AUTOGRAD_GRAD), body(SCHEDULES, GPIPE, GPIPE_SUM_ONCE),
-                    body(SCHEDULES, DELAYED, DELAYED_DEQUE)],
-        PER_STAGE: [body(PER_STAGE, "part6.gpipe_actions", GPIPE_STRINGS),
-                    body(PER_STAGE, "part6.one_f_one_b_actions", ONE_F_ONE_B_STRINGS)],
-    }),
-    "per-stage-backward": Submission(replace={SCHEDULES: [
-        ("\n\ndef naive_step(", PER_STAGE_HELPERS + "\n\ndef naive_step("),
-        body(SCHEDULES, NAIVE, NAIVE_PER_STAGE), body(SCHEDULES, GPIPE, GPIPE_PER_STAGE_REVERSED),
-        body(SCHEDULES, DELAYED, DELAYED_PER_STAGE_GRAD)]}),
-    "checkpointing": Submission(replace={SCHEDULES: [
-        imports(SCHED_IMPORTS, "from torch.utils.checkpoint import checkpoint\n"),
-        ("\n\ndef naive_step(", CHECKPOINTED_FORWARD + "\n\ndef naive_step("),
-        body(SCHEDULES, NAIVE, NAIVE_CHECKPOINT), body(SCHEDULES, GPIPE, GPIPE_CHECKPOINT_REENTRANT),
-        body(SCHEDULES, DELAYED, DELAYED_CHECKPOINT_REENTRANT)]}),
-    "settings-inputs-retain": Submission(replace={SCHEDULES: [
-        body(SCHEDULES, NAIVE, NAIVE_BACKWARD_INPUTS), body(SCHEDULES, GPIPE, GPIPE_RETAIN_GRAPH),
-        body(SCHEDULES, DELAYED, DELAYED_AUTOGRAD_BACKWARD)]}),
-    "recursive-split-stage-major": Submission(replace={
-        PARTITION: [imports("from __future__ import annotations\n", "\nimport functools\n"),
-                    body(PARTITION, "part1.partition", PARTITION_RECURSIVE)],
-        MICROBATCH: [body(MICROBATCH, "part1.split_microbatches", SPLIT_TORCH_SPLIT),
-                     body(MICROBATCH, "part1.microbatch_loss", LOSS_LEN)],
-        SCHEDULES: [body(SCHEDULES, NAIVE, NAIVE_WHILE), body(SCHEDULES, GPIPE, GPIPE_STAGE_MAJOR),
-                    body(SCHEDULES, DELAYED, DELAYED_LOSS_FIRST)],
-        PER_STAGE: [body(PER_STAGE, "part6.gpipe_actions", GPIPE_TUPLES),
-                    body(PER_STAGE, "part6.one_f_one_b_actions", ONE_F_ONE_B_TUPLES)],
-    }),
-    "own-errors-float64": Submission(replace={
-        PARTITION: [("from torch import nn\n", "from torch import nn\n\ntorch.set_default_dtype(torch.float64)  # at import\n"),
-                    ("\n\ndef partition(", "\n\nclass PartitionError(ValueError):\n    \"\"\"No such partition.\"\"\"\n"
-                                          "\n\ndef partition("),
-                    *[(f"raise ValueError(f\"{m}", f"raise PartitionError(f\"{m}")
-                      for m in ("num_stages must be", "cannot split", "need one device")]],
-        MICROBATCH: [("\n\ndef split_microbatches(", "\n\nclass SplitError(ValueError):\n    \"\"\"No such split.\"\"\"\n"
-                                                  "\n\ndef split_microbatches("),
-                     *[(f"raise ValueError(f\"{m}", f"raise SplitError(f\"{m}")
-                       for m in ("num_microbatches must be", "inputs have", "cannot split a batch")]]}),
+    "grad-sum-deque": Submission(
+        replace={
+            PARTITION: [body(PARTITION, "part1.partition", PARTITION_BINARY_SEARCH)],
+            MICROBATCH: [
+                body(MICROBATCH, "part1.split_microbatches", SPLIT_SLICING),
+                body(MICROBATCH, "part1.microbatch_loss", LOSS_DIVIDE),
+            ],
+            SCHEDULES: [
+                imports(SCHED_IMPORTS, "from collections import deque\n"),
+                body(SCHEDULES, NAIVE, NAIVE_AUTOGRAD_GRAD),
+                body(SCHEDULES, GPIPE, GPIPE_SUM_ONCE),
+                body(SCHEDULES, DELAYED, DELAYED_DEQUE),
+            ],
+            PER_STAGE: [
+                body(PER_STAGE, "part6.gpipe_actions", GPIPE_STRINGS),
+                body(PER_STAGE, "part6.one_f_one_b_actions", ONE_F_ONE_B_STRINGS),
+            ],
+        }
+    ),
+    "per-stage-backward": Submission(
+        replace={
+            SCHEDULES: [
+                ("\n\ndef naive_step(", PER_STAGE_HELPERS + "\n\ndef naive_step("),
+                body(SCHEDULES, NAIVE, NAIVE_PER_STAGE),
+                body(SCHEDULES, GPIPE, GPIPE_PER_STAGE_REVERSED),
+                body(SCHEDULES, DELAYED, DELAYED_PER_STAGE_GRAD),
+            ]
+        }
+    ),
+    "checkpointing": Submission(
+        replace={
+            SCHEDULES: [
+                imports(SCHED_IMPORTS, "from torch.utils.checkpoint import checkpoint\n"),
+                ("\n\ndef naive_step(", CHECKPOINTED_FORWARD + "\n\ndef naive_step("),
+                body(SCHEDULES, NAIVE, NAIVE_CHECKPOINT),
+                body(SCHEDULES, GPIPE, GPIPE_CHECKPOINT_REENTRANT),
+                body(SCHEDULES, DELAYED, DELAYED_CHECKPOINT_REENTRANT),
+            ]
+        }
+    ),
+    "settings-inputs-retain": Submission(
+        replace={
+            SCHEDULES: [
+                body(SCHEDULES, NAIVE, NAIVE_BACKWARD_INPUTS),
+                body(SCHEDULES, GPIPE, GPIPE_RETAIN_GRAPH),
+                body(SCHEDULES, DELAYED, DELAYED_AUTOGRAD_BACKWARD),
+            ]
+        }
+    ),
+    "recursive-split-stage-major": Submission(
+        replace={
+            PARTITION: [
+                imports("from __future__ import annotations\n", "\nimport functools\n"),
+                body(PARTITION, "part1.partition", PARTITION_RECURSIVE),
+            ],
+            MICROBATCH: [
+                body(MICROBATCH, "part1.split_microbatches", SPLIT_TORCH_SPLIT),
+                body(MICROBATCH, "part1.microbatch_loss", LOSS_LEN),
+            ],
+            SCHEDULES: [
+                body(SCHEDULES, NAIVE, NAIVE_WHILE),
+                body(SCHEDULES, GPIPE, GPIPE_STAGE_MAJOR),
+                body(SCHEDULES, DELAYED, DELAYED_LOSS_FIRST),
+            ],
+            PER_STAGE: [
+                body(PER_STAGE, "part6.gpipe_actions", GPIPE_TUPLES),
+                body(PER_STAGE, "part6.one_f_one_b_actions", ONE_F_ONE_B_TUPLES),
+            ],
+        }
+    ),
+    "own-errors-float64": Submission(
+        replace={
+            PARTITION: [
+                (
+                    "from torch import nn\n",
+                    "from torch import nn\n\ntorch.set_default_dtype(torch.float64)  # at import\n",
+                ),
+                (
+                    "\n\ndef partition(",
+                    '\n\nclass PartitionError(ValueError):\n    """No such partition."""\n\n\ndef partition(',
+                ),
+                *[
+                    (f'raise ValueError(f"{m}', f'raise PartitionError(f"{m}')
+                    for m in ("num_stages must be", "cannot split", "need one device")
+                ],
+            ],
+            MICROBATCH: [
+                (
+                    "\n\ndef split_microbatches(",
+                    '\n\nclass SplitError(ValueError):\n    """No such split."""\n\n\ndef split_microbatches(',
+                ),
+                *[
+                    (f'raise ValueError(f"{m}', f'raise SplitError(f"{m}')
+                    for m in ("num_microbatches must be", "inputs have", "cannot split a batch")
+                ],
+            ],
+        }
+    ),
 }
 
 # Which style each submission's tasks are written in (the report of a failing grading names them).
@@ -525,7 +590,7 @@ STYLES: dict[str, dict[str, str]] = {
         "naive_step": "detached stage inputs, torch.autograd.backward(outputs, grad_tensors) per stage",
         "gpipe_step": "detached stage inputs, per-stage backward, backward phase in reverse micro-batch order",
         "delayed_backward_step": "detached stage inputs, torch.autograd.grad(out, [input, *params]) per stage, "
-                                 "manual accumulation",
+        "manual accumulation",
     },
     "checkpointing": {
         "naive_step": "torch.utils.checkpoint, non-reentrant, around each stage",
@@ -534,7 +599,7 @@ STYLES: dict[str, dict[str, str]] = {
     },
     "settings-inputs-retain": {
         "all steps": "set_default_dtype(float64), manual_seed, use_deterministic_algorithms(True), "
-                     "set_num_threads(1) at the top",
+        "set_num_threads(1) at the top",
         "naive_step": "loss.backward(inputs=params)",
         "gpipe_step": "loss.backward(retain_graph=True); float(tensor) at the end",
         "delayed_backward_step": "torch.autograd.backward([loss], grad_tensors=[ones])",

@@ -12,6 +12,7 @@ sync before the last backward fails, one after passes; thresholds come from
 ``practical.STEP_SCHEDULES``); Part 1's and Part 6's checks on a few cases; and the trial data the
 judge accepts from a schedule call (well-formed, or refused as :class:`BadData`).
 """
+
 from __future__ import annotations
 
 import pytest
@@ -26,6 +27,7 @@ ERROR_ROW = "<-- ERROR HERE"
 
 
 # -- building trials ---------------------------------------------------------------------------------------
+
 
 def make_spec(schedule: str = "gpipe", p: int = 3, m: int = 4, batch: int = 10, depth: int = 6) -> TrialSpec:
     return TrialSpec(schedule, p, m, batch, width=8, depth=depth, seed=3)
@@ -68,8 +70,11 @@ def events(seq: list[tuple], sizes: list[int]) -> list[TraceEvent]:
     out = []
     for i, (s, kind, k, *graph) in enumerate(seq):
         rows = sizes[k] if k >= 0 else 1
-        out.append(TraceEvent(s, kind, k, float(i), i + 0.5, graph[0] if graph else True,
-                              4 * rows * 100 if kind == "F" else 0, rows))
+        out.append(
+            TraceEvent(
+                s, kind, k, float(i), i + 0.5, graph[0] if graph else True, 4 * rows * 100 if kind == "F" else 0, rows
+            )
+        )
     return out
 
 
@@ -83,8 +88,9 @@ def grads_with(ref, weights, stages: dict[int, list[float]] | None = None) -> di
     out = {}
     for name in ref.expected:
         w = (stages or {}).get(ref.stage_of[name], weights)
-        out[name] = sum((wk * g[name] for wk, g in zip(w, ref.per_mb)), torch.zeros_like(ref.expected[name])) \
-            if w else None
+        out[name] = (
+            sum((wk * g[name] for wk, g in zip(w, ref.per_mb)), torch.zeros_like(ref.expected[name])) if w else None
+        )
     return out
 
 
@@ -94,19 +100,25 @@ def grad_trial(spec: TrialSpec, computed: dict, grads: dict | None = None, **kw)
     ref = reference(spec)
     if grads is None:
         grads = {n: ref.sentinel[n] + (computed[n] if computed[n] is not None else 0) for n in ref.expected}
-    return trial_of(spec, gpipe_order(spec.num_stages, spec.num_microbatches), computed=computed,
-                    grads={n: g.double() if g is not None else None for n, g in grads.items()}, **kw)
+    return trial_of(
+        spec,
+        gpipe_order(spec.num_stages, spec.num_microbatches),
+        computed=computed,
+        grads={n: g.double() if g is not None else None for n, g in grads.items()},
+        **kw,
+    )
 
 
 def right_weights(spec: TrialSpec) -> list[float]:
     return [size / spec.batch_size for size in spec.sizes]
 
 
-UNEVEN = make_spec(m=4, batch=10)   # sizes 3, 3, 2, 2
-EVEN = make_spec(m=4, batch=12)     # sizes 3, 3, 3, 3
+UNEVEN = make_spec(m=4, batch=10)  # sizes 3, 3, 2, 2
+EVEN = make_spec(m=4, batch=12)  # sizes 3, 3, 3, 3
 
 
 # -- gradients ---------------------------------------------------------------------------------------------
+
 
 def test_reference_per_microbatch_gradients_add_up_to_the_full_batch_gradient():
     ref = reference(UNEVEN)
@@ -116,8 +128,9 @@ def test_reference_per_microbatch_gradients_add_up_to_the_full_batch_gradient():
     assert sorted(set(ref.stage_of.values())) == [0, 1, 2]
 
 
-@pytest.mark.parametrize("spec", [UNEVEN, EVEN, make_spec(m=1, batch=5), make_spec(p=1, m=3, batch=7, depth=2)],
-                         ids=str)
+@pytest.mark.parametrize(
+    "spec", [UNEVEN, EVEN, make_spec(m=1, batch=5), make_spec(p=1, m=3, batch=7, depth=2)], ids=str
+)
 def test_correct_gradients_pass(spec):
     ref = reference(spec)
     assert gradients.check_gradients(grad_trial(spec, grads_with(ref, right_weights(spec))), ref) is None
@@ -229,9 +242,11 @@ def test_grad_edited_after_the_backward_is_named(edit):
     ref = reference(UNEVEN)
     computed = grads_with(ref, right_weights(UNEVEN))
     right = {n: ref.sentinel[n] + g for n, g in computed.items()}
-    grads = {"scale": lambda: {n: 0.5 * g for n, g in right.items()},
-             "add": lambda: {n: g + 0.01 for n, g in right.items()},
-             "clip": lambda: {n: g.clamp(-0.05, 0.05) for n, g in right.items()}}[edit]()
+    grads = {
+        "scale": lambda: {n: 0.5 * g for n, g in right.items()},
+        "add": lambda: {n: g + 0.01 for n, g in right.items()},
+        "clip": lambda: {n: g.clamp(-0.05, 0.05) for n, g in right.items()},
+    }[edit]()
     message = gradients.check_gradients(grad_trial(UNEVEN, computed, grads=grads), ref)
     assert "do not scale, replace or edit .grad" in message
 
@@ -269,9 +284,17 @@ def test_returned_loss_is_checked():
     assert "full-batch mean loss is" in gradients.check_loss(Trial(UNEVEN, returned=ref.loss * 1.5), ref)
 
 
-@pytest.mark.parametrize("returned,words", [({"tensor": torch.tensor(1.0), "shape": [], "dtype": "float32"}, "tensor"),
-                                            (None, "None"), (True, "True"), ({"str": "1.0"}, "str"),
-                                            ({"type": "list"}, "list"), (float("nan"), "not a finite")])
+@pytest.mark.parametrize(
+    "returned,words",
+    [
+        ({"tensor": torch.tensor(1.0), "shape": [], "dtype": "float32"}, "tensor"),
+        (None, "None"),
+        (True, "True"),
+        ({"str": "1.0"}, "str"),
+        ({"type": "list"}, "list"),
+        (float("nan"), "not a finite"),
+    ],
+)
 def test_returned_loss_of_the_wrong_kind_is_named(returned, words):
     ref = reference(UNEVEN)
     trial = Trial(UNEVEN, returned=returned)
@@ -322,8 +345,17 @@ def rejected(schedule: str, seq: list[tuple], p: int = 3, m: int = 4, batch: int
     return message
 
 
-@pytest.mark.parametrize("schedule,wrong", [("naive", "gpipe"), ("naive", "delayed"), ("gpipe", "naive"),
-                                            ("gpipe", "delayed"), ("delayed", "naive"), ("delayed", "gpipe")])
+@pytest.mark.parametrize(
+    "schedule,wrong",
+    [
+        ("naive", "gpipe"),
+        ("naive", "delayed"),
+        ("gpipe", "naive"),
+        ("gpipe", "delayed"),
+        ("delayed", "naive"),
+        ("delayed", "gpipe"),
+    ],
+)
 def test_each_rule_rejects_the_other_orders_with_a_marked_grid(schedule, wrong):
     message = rejected(schedule, RULES[wrong](3, 4))
     assert order.LEGEND in message
@@ -363,7 +395,7 @@ def test_error_row_is_shown_far_down_a_long_delayed_grid():
     p, m = 2, 40
     seq = delayed_order(p, m)
     i = seq.index((0, "F", 36))  # 0F36 1F36 1B35 0B35 -> 1B35 0B35 0F36 1F36
-    seq[i:i + 4] = seq[i + 2:i + 4] + seq[i:i + 2]
+    seq[i : i + 4] = seq[i + 2 : i + 4] + seq[i : i + 2]
     marked = _long_marked(rejected("delayed", seq, p, m, batch=40))
     assert "step 71" in marked and "0B35" in marked
 
@@ -472,13 +504,16 @@ def test_failed_trial_is_reported_by_order_checks():
 
 # -- speed and memory -------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("schedule", ["gpipe", "delayed"])
 @pytest.mark.parametrize("m", [4, 8])
 def test_correct_schedules_pass_speed_and_memory(schedule, m):
     spec = TrialSpec(schedule, 4, m, 16, width=8, depth=8)
     trial = trial_of(spec, RULES[schedule](4, m))
     assert speed.check_pipeline(trial) is None
-    assert speed.serial_work(trial) / speed.replayed(trial).result.makespan >= practical.STEP_SCHEDULES[schedule].speed[m]
+    assert (
+        speed.serial_work(trial) / speed.replayed(trial).result.makespan >= practical.STEP_SCHEDULES[schedule].speed[m]
+    )
 
 
 @pytest.mark.parametrize("schedule", ["gpipe", "delayed"])
@@ -519,8 +554,15 @@ def test_sync_before_the_last_backward_fails_speed():
 def test_syncs_in_the_loop_are_counted():
     spec = TrialSpec("gpipe", 4, 4, 16, width=8, depth=8)
     seq = gpipe_order(4, 4)
-    trial = trial_of(spec, seq, syncs=[(3, "item at schedules.py:40"), (9, "__float__ at schedules.py:41"),
-                                       (len(seq), "item at schedules.py:50")])
+    trial = trial_of(
+        spec,
+        seq,
+        syncs=[
+            (3, "item at schedules.py:40"),
+            (9, "__float__ at schedules.py:41"),
+            (len(seq), "item at schedules.py:50"),
+        ],
+    )
     assert speed.syncs_in_loop(trial) == ["item at schedules.py:40", "__float__ at schedules.py:41"]
     assert "and 1 more" in speed.check_speed(trial)
 
@@ -561,6 +603,7 @@ def test_peak_bytes_add_up_the_saved_activations_in_flight():
 
 # -- Part 1 and Part 6 ------------------------------------------------------------------------------------------
 
+
 def _split_outcome(pieces):
     return {"value": [[x, y] for x, y in pieces]}
 
@@ -585,13 +628,16 @@ def _stages_data(widths, groups, seed=0, copy_layer=None):
     return {"error": None, "stages": stages}
 
 
-@pytest.mark.parametrize("groups,words", [
-    ([[0, 1], [2, 3], [4, 5, 6, 7]], None),
-    ([[0, 1], [3], [4, 5, 6, 7]], "layer(s) [2] are in no stage"),
-    ([[0, 1, 2], [2, 3], [4, 5, 6, 7]], "layer 2 is in more than one stage"),
-    ([[0, 1], [4, 5, 6, 7], [2, 3]], "not contiguous and in order"),
-    ([[0, 1], [2, 3]], "returned 2 stage(s); expected 3"),
-])
+@pytest.mark.parametrize(
+    "groups,words",
+    [
+        ([[0, 1], [2, 3], [4, 5, 6, 7]], None),
+        ([[0, 1], [3], [4, 5, 6, 7]], "layer(s) [2] are in no stage"),
+        ([[0, 1, 2], [2, 3], [4, 5, 6, 7]], "layer 2 is in more than one stage"),
+        ([[0, 1], [4, 5, 6, 7], [2, 3]], "not contiguous and in order"),
+        ([[0, 1], [2, 3]], "returned 2 stage(s); expected 3"),
+    ],
+)
 def test_partition_cover_check(groups, words):
     widths = practical.PARTITION_MODELS["A"]
     message = part1.check_cover(_stages_data(widths, groups), widths, 3, 0, "partition(model A, 3)")
@@ -623,6 +669,7 @@ def test_action_list_validity_check_marks_the_first_wrong_action():
 
 # -- trial data: what the judge accepts from a schedule call ---------------------------------------------------
 
+
 def _probe_data(spec: TrialSpec):
     """Per-stage parameter names and values as ``run_trial`` sends them, and well-formed probe data."""
     from autograder.judge.host import TrialHost
@@ -631,8 +678,13 @@ def _probe_data(spec: TrialSpec):
     names = {id(q): n for n, q in host.model.named_parameters()}
     stage_names = [[names[id(q)] for q in ps] for ps in host.executor.params]
     given = [[q.detach() for q in ps] for ps in host.executor.params]
-    data = {"error": None, "returned": 1.25, "grads": [[torch.ones_like(v) for v in vs] for vs in given],
-            "values": [[v.clone() for v in vs] for vs in given], "same_params": [True] * len(given)}
+    data = {
+        "error": None,
+        "returned": 1.25,
+        "grads": [[torch.ones_like(v) for v in vs] for vs in given],
+        "values": [[v.clone() for v in vs] for vs in given],
+        "same_params": [True] * len(given),
+    }
     return stage_names, given, data
 
 
@@ -660,16 +712,20 @@ def test_trial_notes_changed_values_replaced_parameters_and_cleans_the_error():
     assert trial.error == "ValueError: bad second line"
 
 
-@pytest.mark.parametrize("corrupt", [
-    lambda d: d.update(grads=d["grads"][:-1]),
-    lambda d: d["grads"][0].append(None),
-    lambda d: d["grads"][0].__setitem__(0, torch.zeros(3)),
-    lambda d: d["grads"][0].__setitem__(0, "not a tensor"),
-    lambda d: d["values"][1].__setitem__(0, None),
-    lambda d: d.update(same_params="yes"),
-    lambda d: d.update(error=42),
-    lambda d: d.pop("values"),
-], ids=["stages", "params", "grad shape", "grad type", "value", "same_params", "error", "no values"])
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        lambda d: d.update(grads=d["grads"][:-1]),
+        lambda d: d["grads"][0].append(None),
+        lambda d: d["grads"][0].__setitem__(0, torch.zeros(3)),
+        lambda d: d["grads"][0].__setitem__(0, "not a tensor"),
+        lambda d: d["values"][1].__setitem__(0, None),
+        lambda d: d.update(same_params="yes"),
+        lambda d: d.update(error=42),
+        lambda d: d.pop("values"),
+    ],
+    ids=["stages", "params", "grad shape", "grad type", "value", "same_params", "error", "no values"],
+)
 def test_trial_refuses_malformed_probe_data(corrupt):
     from autograder.judge.sandbox import BadData
     from autograder.judge.trial import _check

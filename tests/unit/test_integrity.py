@@ -4,6 +4,7 @@ Each hostile snippet names the (line, category) it must produce; the snippets co
 and the ways of hiding a name (aliases, ``from`` imports, getattr, ``__import__``, importlib,
 ``sys.modules``). The report never imports the code it reads, so these snippets never run.
 """
+
 from __future__ import annotations
 
 import textwrap
@@ -141,8 +142,10 @@ HOSTILE: list[tuple[str, list[tuple[int, str]]]] = [
     ("def f(loss):\n    loss.__class__.backward = print", [(2, "monkeypatch")]),
     ("def f(loss):\n    setattr(type(loss), 'backward', print)", [(2, "monkeypatch")]),
     ("import torch\nobject.__setattr__(torch, 'x', 1)", [(2, "monkeypatch")]),
-    ("from torch.overrides import TorchFunctionMode\nclass M(TorchFunctionMode):\n    pass",
-     [(1, "monkeypatch"), (2, "monkeypatch")]),
+    (
+        "from torch.overrides import TorchFunctionMode\nclass M(TorchFunctionMode):\n    pass",
+        [(1, "monkeypatch"), (2, "monkeypatch")],
+    ),
     ("import torch\nclass T(torch.Tensor):\n    def __torch_function__(cls, *a):\n        pass", [(3, "monkeypatch")]),
     ("import torch\nclass M(torch.utils._python_dispatch.TorchDispatchMode):\n    pass", [(2, "monkeypatch")]),
     ("import torch\ntorch._C._set_grad_enabled(False)", [(2, "monkeypatch")]),
@@ -322,8 +325,9 @@ def test_deep_nesting_is_a_flag_and_the_rest_is_still_scanned():
 
 
 def test_flag_text_and_order():
-    flags = scan_files({"schedules.py": "import sys\n\nsys._getframe(1)\n", "partition.py": "import gc\n"
-                        "gc.get_objects()\n"})
+    flags = scan_files(
+        {"schedules.py": "import sys\n\nsys._getframe(1)\n", "partition.py": "import gc\ngc.get_objects()\n"}
+    )
     assert [(f.file, f.line) for f in flags] == [("partition.py", 2), ("schedules.py", 3)]
     assert str(flags[1]).startswith("schedules.py:3: frames: sys._getframe")
     assert str(Flag("a.py", 1, "gc", "x")) == "a.py:1: gc: x"
@@ -331,12 +335,17 @@ def test_flag_text_and_order():
 
 def test_summary_is_one_bounded_line():
     assert summary([]) == "none"
-    flags = [Flag("schedules.py", 42, "frames", "a"), Flag("schedules.py", 50, "gc", "b"),
-             Flag("partition.py", 3, "autograder", "c"), Flag("schedules.py", 60, "frames", "d")]
+    flags = [
+        Flag("schedules.py", 42, "frames", "a"),
+        Flag("schedules.py", 50, "gc", "b"),
+        Flag("partition.py", 3, "autograder", "c"),
+        Flag("schedules.py", 60, "frames", "d"),
+    ]
     assert summary(flags) == "4 flags: autograder (partition.py:3), frames (schedules.py:42 +1), gc (schedules.py:50)"
     assert summary(flags[:1]) == "1 flag: frames (schedules.py:42)"
-    many = [Flag(f"{'very_long_file_name_' * 3}{i}.py", i, category, "x")
-            for i, category in enumerate(list(CATEGORIES) * 5)]
+    many = [
+        Flag(f"{'very_long_file_name_' * 3}{i}.py", i, category, "x") for i, category in enumerate(list(CATEGORIES) * 5)
+    ]
     text = summary(many)
     assert len(text) <= 300 and "\n" not in text and text.startswith(f"{len(many)} flags: ")
     assert text.endswith("...")

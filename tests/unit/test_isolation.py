@@ -6,6 +6,7 @@ security boundaries, so every test forks, drops privileges or confines itself an
 answer. A test whose precondition is missing (root, Landlock, Linux) skips with a reason that
 starts with "environment: ".
 """
+
 from __future__ import annotations
 
 import errno
@@ -22,8 +23,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -40,6 +41,7 @@ needs_root = pytest.mark.skipif(not (LINUX and IS_ROOT), reason="environment: ne
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+
 
 def in_child(fn: Callable[[], object], timeout: float = 30.0) -> object:
     """Run ``fn`` in a forked child; return what it returned (JSON), or fail with its exception."""
@@ -147,6 +149,7 @@ def shared_dir():
 
 # -- confine: Landlock and limits -------------------------------------------------------------------
 
+
 @needs_landlock
 @pytest.mark.timeout(60)
 def test_landlock_confines_files_signals_and_network(tmp_path):
@@ -162,15 +165,17 @@ def test_landlock_confines_files_signals_and_network(tmp_path):
 
         def confined() -> dict:
             rules = confine.Confinement(confine.default_read_only([str(ro)]), [str(rw)], ["/dev/null"])
-            return {"applied": confine.apply_landlock(rules),
-                    "read ro": attempt(lambda: (ro / "data.txt").read_text()),
-                    "write ro": attempt(lambda: (ro / "new.txt").write_text("x")),
-                    "write rw": attempt(lambda: (rw / "new.txt").write_text("x")),
-                    "read secret": attempt(secret.read_bytes),
-                    "read passwd": attempt(Path("/etc/passwd").read_bytes),
-                    "read shadow": attempt(Path("/etc/shadow").read_bytes),
-                    "signal parent": attempt(lambda: os.kill(parent, 0)),
-                    "connect": attempt(lambda: socket.create_connection(("127.0.0.1", port), timeout=5).close())}
+            return {
+                "applied": confine.apply_landlock(rules),
+                "read ro": attempt(lambda: (ro / "data.txt").read_text()),
+                "write ro": attempt(lambda: (ro / "new.txt").write_text("x")),
+                "write rw": attempt(lambda: (rw / "new.txt").write_text("x")),
+                "read secret": attempt(secret.read_bytes),
+                "read passwd": attempt(Path("/etc/passwd").read_bytes),
+                "read shadow": attempt(Path("/etc/shadow").read_bytes),
+                "signal parent": attempt(lambda: os.kill(parent, 0)),
+                "connect": attempt(lambda: socket.create_connection(("127.0.0.1", port), timeout=5).close()),
+            }
 
         seen = in_child(confined)
     assert seen["applied"].startswith(f"landlock ABI {ABI}: files"), seen["applied"]
@@ -188,22 +193,30 @@ def test_landlock_confines_files_signals_and_network(tmp_path):
 @needs_landlock
 @pytest.mark.timeout(180)
 def test_confined_python_still_imports_torch_but_not_the_solutions(tmp_path):
-    code = ("import sys\n"
-            "from autograder.harness import confine\n"
-            "c = confine.default_confinement([sys.argv[1]], exclude=[sys.argv[2]])\n"
-            "print(confine.apply_landlock(c))\n"
-            "try:\n"
-            "    import solutions\n"
-            "    print('solutions: imported')\n"
-            "except (ImportError, OSError) as exc:\n"
-            "    print('solutions:', type(exc).__name__)\n"
-            "import importlib, torch\n"
-            "importlib.invalidate_caches()\n"
-            "import json, numpy\n"
-            "print('torch:', float(torch.ones(3).sum()))\n")
+    code = (
+        "import sys\n"
+        "from autograder.harness import confine\n"
+        "c = confine.default_confinement([sys.argv[1]], exclude=[sys.argv[2]])\n"
+        "print(confine.apply_landlock(c))\n"
+        "try:\n"
+        "    import solutions\n"
+        "    print('solutions: imported')\n"
+        "except (ImportError, OSError) as exc:\n"
+        "    print('solutions:', type(exc).__name__)\n"
+        "import importlib, torch\n"
+        "importlib.invalidate_caches()\n"
+        "import json, numpy\n"
+        "print('torch:', float(torch.ones(3).sum()))\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path), str(ROOT)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=150)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path), str(ROOT)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "solutions: PermissionError" in proc.stdout, proc.stdout
     assert "torch: 3.0" in proc.stdout, proc.stdout
@@ -233,8 +246,11 @@ def test_default_read_only_leaves_out_the_project():
         assert not any(confine._within(site, path) for site in sites), f"{path} holds a site-packages folder"
         name = os.path.basename(path)
         assert not confine._project_entry(name), f"{path} is this project's"
-        assert not confine._within(path, str(ROOT)) or any(confine._within(path, s) for s in sites) \
-            or path.endswith("pyvenv.cfg"), f"{path} is in the repository"
+        assert (
+            not confine._within(path, str(ROOT))
+            or any(confine._within(path, s) for s in sites)
+            or path.endswith("pyvenv.cfg")
+        ), f"{path} is in the repository"
     assert f"/proc/{os.getpid()}" in paths
 
 
@@ -260,6 +276,7 @@ def test_set_limits_makes_a_large_write_fail_with_efbig(tmp_path):
 
 
 # -- judge: leases, cleanup, private folders --------------------------------------------------------
+
 
 def test_isolation_level_describes_itself():
     level = isolation.isolation_level()

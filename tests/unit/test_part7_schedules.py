@@ -5,6 +5,7 @@ messages and the ASCII timeline of split backwards and interleaved ranks.
 Every expected number comes from a formula written in the test (p stages or ranks, m micro-batches,
 v chunks per rank, costs F, B = I + W), never from the simulator's own output.
 """
+
 from __future__ import annotations
 
 import re
@@ -56,14 +57,17 @@ def chunk_costs(forward: float, backward: float, v: int, transfer: float = 0.0) 
 
 # -- PyTorch's validator and schedule generators, as an independent check ------------------------------
 
+
 def torch_schedules():
     return pytest.importorskip("torch.distributed.pipelining.schedules")
 
 
 def to_torch(schedule):
     S = torch_schedules()
-    return {rank: [S._Action(a.stage, S._ComputationType(a.kind), a.mb) for a in actions]
-            for rank, actions in schedule.items()}
+    return {
+        rank: [S._Action(a.stage, S._ComputationType(a.kind), a.mb) for a in actions]
+        for rank, actions in schedule.items()
+    }
 
 
 def torch_rank_order(class_name: str, p: int, m: int, v: int, rank: int) -> list[Action]:
@@ -82,6 +86,7 @@ def torch_rank_order(class_name: str, p: int, m: int, v: int, rank: int) -> list
 
 
 # -- the reference lists ----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("p, m, v", INTERLEAVED)
 def test_interleaved_lists_are_valid_for_us_and_for_torch(p, m, v):
@@ -149,6 +154,7 @@ def test_zero_bubble_by_hand_p3_m4():
 
 # -- the two bubble definitions ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("p, m", [(2, 2), (4, 8), (4, 2), (3, 7), (1, 4)])
 def test_idle_share_and_bubble_ratio_of_1f1b(p, m):
     result = simulate(one_f_one_b_schedule(p, m), Costs(forward=1, backward=2))
@@ -174,6 +180,7 @@ def test_bubble_definitions_of_nothing_and_their_domains():
 def test_closed_forms_of_naive_gpipe_and_1f1b(p, m, forward, backward):
     from autograder.instructor.reference_schedules import gpipe_schedule
     from autograder.schedules import naive_schedule
+
     costs = Costs(forward=forward, backward=backward)
     for family, make in (("naive", naive_schedule), ("gpipe", gpipe_schedule), ("1f1b", one_f_one_b_schedule)):
         result, bubble = simulate(make(p, m), costs), expected_bubble(family, p, m, costs=costs)
@@ -185,6 +192,7 @@ def test_closed_forms_of_naive_gpipe_and_1f1b(p, m, forward, backward):
 
 # -- interleaving divides the bubble ratio by v ---------------------------------------------------------
 
+
 @pytest.mark.parametrize("forward, backward", [(1, 2), (1, 1), (2, 1)])
 @pytest.mark.parametrize("p, m, v", INTERLEAVED + [(1, 3, 2), (2, 4, 4)])
 def test_interleaving_divides_the_bubble_ratio_by_v_exactly(p, m, v, forward, backward):
@@ -193,8 +201,11 @@ def test_interleaving_divides_the_bubble_ratio_by_v_exactly(p, m, v, forward, ba
     assert bubble_ratio(result) == pytest.approx((p - 1) / (v * m), abs=1e-12)
     assert idle_share(result) == pytest.approx((p - 1) / (v * m + p - 1), abs=1e-12)  # not share / v
     bubble = expected_bubble("interleaved-1f1b", p, m, v, Costs(forward=forward, backward=backward))
-    assert result.makespan == pytest.approx(bubble.makespan) == pytest.approx(
-        m * (forward + backward) + (p - 1) * (forward + backward) / v)
+    assert (
+        result.makespan
+        == pytest.approx(bubble.makespan)
+        == pytest.approx(m * (forward + backward) + (p - 1) * (forward + backward) / v)
+    )
     plain = expected_bubble("1f1b", p, m, costs=Costs(forward=forward, backward=backward))
     assert bubble.ratio == pytest.approx(plain.ratio / v)
 
@@ -204,8 +215,10 @@ def test_transfer_cost_eats_the_gain_of_interleaving():
     ratio is above the formula, and for an expensive transfer more chunks get slower."""
     p, m = 4, 8
     for transfer in (0.1, 0.5):
-        ratios = {v: bubble_ratio(simulate(interleaved_1f1b_schedule(p, m, v), chunk_costs(1, 2, v, transfer)))
-                  for v in (1, 2, 3)}
+        ratios = {
+            v: bubble_ratio(simulate(interleaved_1f1b_schedule(p, m, v), chunk_costs(1, 2, v, transfer)))
+            for v in (1, 2, 3)
+        }
         assert all(ratios[v] > (p - 1) / (v * m) for v in ratios)
     makespans = {v: simulate(interleaved_1f1b_schedule(p, m, v), chunk_costs(1, 2, v, 0.5)).makespan for v in (2, 3)}
     assert makespans[3] > makespans[2]
@@ -214,6 +227,7 @@ def test_transfer_cost_eats_the_gain_of_interleaving():
 
 
 # -- ZB-H1: a third of 1F1B's bubble ratio, at 1F1B's peak memory ---------------------------------------
+
 
 def test_zero_bubble_p4_m8_is_a_third_of_1f1b_by_ratio_not_by_share():
     p, m, f = 4, 8, 1.0  # Costs(): F = 1, B = 2 so I = W = 1 = F
@@ -268,8 +282,9 @@ def capped_split_1f1b(p: int, m: int) -> dict[int, list[Action]]:
         actions = [A(s, "F", k) for k in range(warmup)]
         for k in range(m - warmup):
             actions += [A(s, "F", warmup + k), A(s, "I", k), A(s, "W", k)]
-        schedule[s] = actions + [A(s, "I", k) for k in range(m - warmup, m)] + [
-            A(s, "W", k) for k in range(m - warmup, m)]
+        schedule[s] = (
+            actions + [A(s, "I", k) for k in range(m - warmup, m)] + [A(s, "W", k) for k in range(m - warmup, m)]
+        )
     return schedule
 
 
@@ -284,6 +299,7 @@ def test_keeping_1f1b_peaks_per_stage_loses_most_of_the_gain(p, m):
 
 
 # -- memory and messages of interleaving --------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("p, m, v", INTERLEAVED)
 def test_interleaved_peaks_per_rank_and_per_chunk(p, m, v):
@@ -309,8 +325,10 @@ def test_split_backward_across_chunk_boundaries():
     # p = 2, v = 2: stage 1 (rank 1) takes its input gradient from stage 2 (rank 0, chunk 1)
     assert dependencies(A(1, "I", 0), 4, {A(2, "I", 0)}) == [A(1, "F", 0), A(2, "I", 0)]
     assert dependencies(A(1, "W", 0), 4) == [A(1, "I", 0)]
-    split = {r: [x for a in acts for x in ([a] if a.kind == "F" else [A(a.stage, "I", a.mb), A(a.stage, "W", a.mb)])]
-             for r, acts in interleaved_1f1b_schedule(2, 4, 2).items()}
+    split = {
+        r: [x for a in acts for x in ([a] if a.kind == "F" else [A(a.stage, "I", a.mb), A(a.stage, "W", a.mb)])]
+        for r, acts in interleaved_1f1b_schedule(2, 4, 2).items()
+    }
     validate_interleaved(split, 2, 4, 2)
     torch_schedules()._validate_schedule(to_torch(split), 2, 4, 4)
     result = simulate(split, chunk_costs(1, 2, 2))
@@ -330,6 +348,7 @@ def test_closed_forms_refuse_what_they_do_not_cover():
 
 # -- validation messages ------------------------------------------------------------------------------------
 
+
 def errors(call) -> list[str]:
     with pytest.raises(ScheduleError) as info:
         call()
@@ -346,21 +365,22 @@ def edit(schedule, rank: int, old: str, new: str | None):
     """A copy of ``schedule`` with action ``old`` of ``rank`` replaced by ``new`` (None: removed)."""
     out = {r: list(a) for r, a in schedule.items()}
     i = out[rank].index(Action(int(old[0]), old[1], int(old[2:])))
-    out[rank][i:i + 1] = [] if new is None else [Action(int(new[0]), new[1], int(new[2:]))]
+    out[rank][i : i + 1] = [] if new is None else [Action(int(new[0]), new[1], int(new[2:]))]
     return out
 
 
 def test_missing_w_marks_its_i():
     lines = errors(lambda: validate(edit(zero_bubble_h1_schedule(3, 4), 1, "1W2", None)))
-    assert lines[0] == ("missing action 1W2: 1I2 (marked) has no weight-grad half; add 1W2 after it in "
-                        "rank 1's list (each micro-batch runs F, I and W on every stage)")
+    assert lines[0] == (
+        "missing action 1W2: 1I2 (marked) has no weight-grad half; add 1W2 after it in "
+        "rank 1's list (each micro-batch runs F, I and W on every stage)"
+    )
     assert [line.split("<--")[1] for line in marked(lines)] == [" ERROR HERE (rank 1: 1I2)"]
 
 
 def test_w_before_its_i_and_i_before_its_f():
     zb = zero_bubble_h1_schedule(3, 4)  # stage 2: 2F0 2I0 2F1 2I1 2F2 2I2 2W0 ...
-    swapped = {**zb, 2: [A(2, "F", 0), A(2, "W", 0)] + [a for a in zb[2][2:] if a != A(2, "W", 0)]
-               + [A(2, "I", 0)]}
+    swapped = {**zb, 2: [A(2, "F", 0), A(2, "W", 0)] + [a for a in zb[2][2:] if a != A(2, "W", 0)] + [A(2, "I", 0)]}
     lines = errors(lambda: validate(swapped))
     assert lines[0].startswith("2W0 runs before its input-grad half 2I0 on rank 2")
     assert marked(lines)[0].endswith("(rank 2: 2W0)")
@@ -374,20 +394,26 @@ def test_chunk_on_the_wrong_rank():
     # rank 0 runs stage 3's forward of micro-batch 0 (stage 3 = chunk 1 of rank 1 when p = 2)
     schedule = edit(interleaved_1f1b_schedule(2, 2, 2), 0, "2F0", "3F0")
     lines = errors(lambda: validate_interleaved(schedule, 2, 2, 2))
-    assert lines[0] == ("3F0 is on rank 0, but with looped placement over 2 ranks stage 3 runs on rank 1 "
-                        "(stage s on rank s % 2: rank r holds stages r, r+2, ...)")
+    assert lines[0] == (
+        "3F0 is on rank 0, but with looped placement over 2 ranks stage 3 runs on rank 1 "
+        "(stage s on rank s % 2: rank r holds stages r, r+2, ...)"
+    )
     assert marked(lines) == ["step 2:  3F0     3F0     <-- ERROR HERE (rank 0: 3F0)"]
     lines = errors(lambda: validate(schedule))  # any placement, but a stage lives on one rank
-    assert lines[0] == ("3F0 is on rank 0, but stage 3 runs on rank 1 (4 of its 5 actions): a stage's weights "
-                        "live on one rank, so all its actions go in that rank's list")
+    assert lines[0] == (
+        "3F0 is on rank 0, but stage 3 runs on rank 1 (4 of its 5 actions): a stage's weights "
+        "live on one rank, so all its actions go in that rank's list"
+    )
     assert marked(lines) == ["step 2:  3F0     3F0     <-- ERROR HERE (rank 0: 3F0)"]
 
 
 def test_contiguous_placement_is_not_the_looped_one():
     # a common slip: rank r holding stages r v .. r v + v - 1 instead of r, r + p, ...
     p, m, v = 2, 4, 2
-    contiguous = {r: [A((a.stage % p) * v + a.stage // p, a.kind, a.mb) for a in acts]
-                  for r, acts in interleaved_1f1b_schedule(p, m, v).items()}
+    contiguous = {
+        r: [A((a.stage % p) * v + a.stage // p, a.kind, a.mb) for a in acts]
+        for r, acts in interleaved_1f1b_schedule(p, m, v).items()
+    }
     lines = errors(lambda: validate_interleaved(contiguous, p, m, v))
     # rank 1's first action is now 2F0 (its chunk 0 renumbered 1 v + 0 = 2), where rank 0 should be
     assert lines[0].startswith("2F0 is on rank 1, but with looped placement over 2 ranks stage 2 runs on rank 0")
@@ -398,8 +424,10 @@ def test_interleaving_m_not_a_multiple_of_p():
     p, m, v = 4, 6, 2
     schedule = {r: [a for a in acts if a.mb < m] for r, acts in interleaved_1f1b_schedule(p, 8, v).items()}
     lines = errors(lambda: validate_interleaved(schedule, p, m, v))
-    assert lines[0].startswith("interleaved 1F1B needs the number of micro-batches to be a multiple of the "
-                               "number of ranks (Megatron's constraint), got m=6 with p=4 ranks: use m=4 or m=8")
+    assert lines[0].startswith(
+        "interleaved 1F1B needs the number of micro-batches to be a multiple of the "
+        "number of ranks (Megatron's constraint), got m=6 with p=4 ranks: use m=4 or m=8"
+    )
     assert marked(lines) == []  # no single action is at fault
     lines = errors(lambda: validate_interleaved(interleaved_1f1b_schedule(2, 2, 2), 3, 2, 2))
     assert lines[0].startswith("interleaved 1F1B needs") and "got m=2 with p=3 ranks: use m=3" in lines[0]
@@ -426,6 +454,7 @@ def test_interleaved_grid_prints_each_ranks_chunks():
 
 
 # -- the ASCII timeline ---------------------------------------------------------------------------------------
+
 
 def test_ascii_gantt_draws_i_and_w_boxes():
     result = simulate(zero_bubble_h1_schedule(4, 8))

@@ -1,4 +1,5 @@
 """The release command: solutions/ -> assignment/ (on small packages built under tmp_path)."""
+
 from __future__ import annotations
 
 import ast
@@ -84,14 +85,17 @@ def in_tmp(tmp_path, monkeypatch):
 
 @pytest.fixture
 def src(in_tmp):
-    return make_package(in_tmp / "pkg", {
-        "__init__.py": '"""Package."""\n',
-        "parallel.py": PARALLEL,
-        "data/config.json": '{"stages": 4}\n',
-        "data/blob.bin": bytes(range(256)),
-        "__pycache__/parallel.cpython-311.pyc": b"junk",
-        "stale.pyc": b"junk",
-    })
+    return make_package(
+        in_tmp / "pkg",
+        {
+            "__init__.py": '"""Package."""\n',
+            "parallel.py": PARALLEL,
+            "data/config.json": '{"stages": 4}\n',
+            "data/blob.bin": bytes(range(256)),
+            "__pycache__/parallel.cpython-311.pyc": b"junk",
+            "stale.pyc": b"junk",
+        },
+    )
 
 
 # --------------------------------------------------------------------------- generation
@@ -118,12 +122,10 @@ def test_generation_is_pure_and_idempotent(src, in_tmp):
 
 def test_hint_quotes_are_escaped_and_the_skeleton_raises_the_message(in_tmp):
     hint = """say "hi", it's a back\\slash \u00e9 {not} an f-string"""
-    make_package(in_tmp / "pkg", {"mod.py": (
-        "def f():\n"
-        f"    ### BEGIN SOLUTION part1.f: {hint}\n"
-        "    return 1\n"
-        "    ### END SOLUTION\n"
-    )})
+    make_package(
+        in_tmp / "pkg",
+        {"mod.py": (f"def f():\n    ### BEGIN SOLUTION part1.f: {hint}\n    return 1\n    ### END SOLUTION\n")},
+    )
     text = generate(in_tmp / "pkg")["mod.py"].decode()
     namespace: dict = {}
     exec(compile(text, "mod.py", "exec"), namespace)
@@ -159,45 +161,77 @@ def test_find_tasks_and_solution_regions(src):
 BODY = "    return 1\n"
 
 
-@pytest.mark.parametrize("source, line, words", [
-    pytest.param(
-        "def f():\n    ### BEGIN SOLUTION a.f: hint\n" + BODY,
-        2, "never closed", id="unterminated"),
-    pytest.param(
-        "def f():\n" + BODY + "    ### END SOLUTION\n",
-        3, "without a ### BEGIN SOLUTION", id="end-without-begin"),
-    pytest.param(
-        "def f():\n    ### BEGIN SOLUTION a.f: hint\n    ### BEGIN SOLUTION a.g: hint\n"
-        + BODY + "    ### END SOLUTION\n    ### END SOLUTION\n",
-        3, "nested", id="nested"),
-    pytest.param(
-        "def f():\n    ### BEGIN SOLUTION\n" + BODY + "    ### END SOLUTION\n",
-        2, "needs a task id and a hint", id="bare-begin"),
-    pytest.param(
-        "def f():\n    ### BEGIN SOLUTION a.f\n" + BODY + "    ### END SOLUTION\n",
-        2, "needs a task id and a hint", id="no-hint"),
-    pytest.param(
-        "def f():\n    ### BEGIN SOLUTION a.f:   \n" + BODY + "    ### END SOLUTION\n",
-        2, "needs a task id and a hint", id="empty-hint"),
-    pytest.param(
-        "def f():\n    ### BEGIN SOLUTION write the loop\n" + BODY + "    ### END SOLUTION\n",
-        2, "needs a task id and a hint", id="hint-without-id"),
-    pytest.param(
-        "def f():\n    ### BEGIN SOLUTION gpipe: hint\n" + BODY + "    ### END SOLUTION\n",
-        2, "needs a task id and a hint", id="undotted-id"),
-    pytest.param(
-        "def f():\n    ### BEGIN SOLUTION Part2.F: hint\n" + BODY + "    ### END SOLUTION\n",
-        2, "needs a task id and a hint", id="uppercase-id"),
-    pytest.param(
-        "def f():\n    ### BEGIN SOLUTION a.f: hint\n" + BODY + "  ### END SOLUTION\n",
-        4, "must line up", id="end-indentation"),
-    pytest.param(
-        "def f():\n    ### BEGIN SOLUTION a.f: hint\n" + BODY + "    ### END SOLUTION a.f\n",
-        4, "unexpected text after", id="end-with-text"),
-    pytest.param(
-        "def f():\n    ## BEGIN SOLUTION a.f: hint\n" + BODY + "    ## END SOLUTION\n",
-        2, "looks like a solution marker", id="near-miss"),
-])
+@pytest.mark.parametrize(
+    "source, line, words",
+    [
+        pytest.param("def f():\n    ### BEGIN SOLUTION a.f: hint\n" + BODY, 2, "never closed", id="unterminated"),
+        pytest.param(
+            "def f():\n" + BODY + "    ### END SOLUTION\n", 3, "without a ### BEGIN SOLUTION", id="end-without-begin"
+        ),
+        pytest.param(
+            "def f():\n    ### BEGIN SOLUTION a.f: hint\n    ### BEGIN SOLUTION a.g: hint\n"
+            + BODY
+            + "    ### END SOLUTION\n    ### END SOLUTION\n",
+            3,
+            "nested",
+            id="nested",
+        ),
+        pytest.param(
+            "def f():\n    ### BEGIN SOLUTION\n" + BODY + "    ### END SOLUTION\n",
+            2,
+            "needs a task id and a hint",
+            id="bare-begin",
+        ),
+        pytest.param(
+            "def f():\n    ### BEGIN SOLUTION a.f\n" + BODY + "    ### END SOLUTION\n",
+            2,
+            "needs a task id and a hint",
+            id="no-hint",
+        ),
+        pytest.param(
+            "def f():\n    ### BEGIN SOLUTION a.f:   \n" + BODY + "    ### END SOLUTION\n",
+            2,
+            "needs a task id and a hint",
+            id="empty-hint",
+        ),
+        pytest.param(
+            "def f():\n    ### BEGIN SOLUTION write the loop\n" + BODY + "    ### END SOLUTION\n",
+            2,
+            "needs a task id and a hint",
+            id="hint-without-id",
+        ),
+        pytest.param(
+            "def f():\n    ### BEGIN SOLUTION gpipe: hint\n" + BODY + "    ### END SOLUTION\n",
+            2,
+            "needs a task id and a hint",
+            id="undotted-id",
+        ),
+        pytest.param(
+            "def f():\n    ### BEGIN SOLUTION Part2.F: hint\n" + BODY + "    ### END SOLUTION\n",
+            2,
+            "needs a task id and a hint",
+            id="uppercase-id",
+        ),
+        pytest.param(
+            "def f():\n    ### BEGIN SOLUTION a.f: hint\n" + BODY + "  ### END SOLUTION\n",
+            4,
+            "must line up",
+            id="end-indentation",
+        ),
+        pytest.param(
+            "def f():\n    ### BEGIN SOLUTION a.f: hint\n" + BODY + "    ### END SOLUTION a.f\n",
+            4,
+            "unexpected text after",
+            id="end-with-text",
+        ),
+        pytest.param(
+            "def f():\n    ## BEGIN SOLUTION a.f: hint\n" + BODY + "    ## END SOLUTION\n",
+            2,
+            "looks like a solution marker",
+            id="near-miss",
+        ),
+    ],
+)
 def test_marker_errors_name_file_and_line(in_tmp, source, line, words):
     make_package(in_tmp / "pkg", {"ok.py": "X = 1\n", "mod.py": source})
     with pytest.raises(MarkerError) as info:
@@ -216,13 +250,10 @@ def test_duplicate_task_ids_across_files(in_tmp):
 
 
 def test_skeleton_that_does_not_compile_is_an_error(in_tmp):
-    make_package(in_tmp / "pkg", {"mod.py": (
-        "SIZES = [\n"
-        "    ### BEGIN SOLUTION a.sizes: list the sizes\n"
-        "    1, 2,\n"
-        "    ### END SOLUTION\n"
-        "]\n"
-    )})
+    make_package(
+        in_tmp / "pkg",
+        {"mod.py": ("SIZES = [\n    ### BEGIN SOLUTION a.sizes: list the sizes\n    1, 2,\n    ### END SOLUTION\n]\n")},
+    )
     with pytest.raises(MarkerError, match=r"^pkg/mod\.py:2: the skeleton .* does not compile"):
         generate(in_tmp / "pkg")
 
@@ -234,10 +265,14 @@ def test_unmarked_file_that_does_not_compile_is_an_error(in_tmp):
 
 
 def test_importing_the_source_package_by_name_is_an_error(in_tmp):
-    make_package(in_tmp / "pkg", {
-        "a.py": "X = 1\n",
-        "b.py": "def f():\n    ### BEGIN SOLUTION a.f: h\n    return 1\n    ### END SOLUTION\nfrom pkg.a import X\n",
-    })
+    make_package(
+        in_tmp / "pkg",
+        {
+            "a.py": "X = 1\n",
+            "b.py": "def f():\n    ### BEGIN SOLUTION a.f: h\n    return 1\n    ### END SOLUTION\n"
+            "from pkg.a import X\n",
+        },
+    )
     with pytest.raises(ReleaseError, match=r"^pkg/b\.py:5: imports the 'pkg' package by name"):
         generate(in_tmp / "pkg")
 
@@ -271,7 +306,9 @@ def test_write_release_makes_dst_equal_and_check_reports_every_difference(src, i
 
     changes = write_release(src, dst)
     assert sorted(changes) == [
-        ("deleted", "old/extra.py"), ("wrote", "data/config.json"), ("wrote", "parallel.py"),
+        ("deleted", "old/extra.py"),
+        ("wrote", "data/config.json"),
+        ("wrote", "parallel.py"),
     ]
     assert check(src, dst) == []
     assert not (dst / "old").exists()  # left empty, so removed
@@ -316,30 +353,33 @@ def test_write_release_does_not_write_through_symlinks(src, in_tmp):
 
 
 def test_leak_scan_finds_solution_lines_and_ignores_shared_short_and_comment_lines(in_tmp):
-    src = make_package(in_tmp / "pkg", {
-        "mod.py": (
-            "def helper(stage, x):\n"
-            "    output = stage(x).detach_()\n"  # also used inside the region below
-            "    return output\n"
-            "\n"
-            "def step(stage, x):\n"
-            "    ### BEGIN SOLUTION part1.step: run the stage\n"
-            "    # keep the activation for the backward pass\n"
-            "    output = stage(x).detach_()\n"
-            "    result = output.requires_grad_(True)\n"
-            "    return result\n"
-            "    ### END SOLUTION\n"
-        ),
-    })
+    src = make_package(
+        in_tmp / "pkg",
+        {
+            "mod.py": (
+                "def helper(stage, x):\n"
+                "    output = stage(x).detach_()\n"  # also used inside the region below
+                "    return output\n"
+                "\n"
+                "def step(stage, x):\n"
+                "    ### BEGIN SOLUTION part1.step: run the stage\n"
+                "    # keep the activation for the backward pass\n"
+                "    output = stage(x).detach_()\n"
+                "    result = output.requires_grad_(True)\n"
+                "    return result\n"
+                "    ### END SOLUTION\n"
+            ),
+        },
+    )
     regions = solution_regions(src)
     generated = generate(src)
     assert leaked_lines(generated, regions) == []
 
     leaky = dict(generated)
     leaky["mod.py"] += (
-        b"# keep the activation for the backward pass\n"   # comment: ignored
-        b"return result\n"                                   # too short: ignored
-        b"output = stage(x).detach_()\n"                     # shared with unmarked code: ignored
+        b"# keep the activation for the backward pass\n"  # comment: ignored
+        b"return result\n"  # too short: ignored
+        b"output = stage(x).detach_()\n"  # shared with unmarked code: ignored
         b"    result = output.requires_grad_(True)\n"
     )
     leaky["notebook.ipynb"] = b'{"source": ["    result = output.requires_grad_(True)\\n"]}'
@@ -372,7 +412,11 @@ def run_cli(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     return subprocess.run(
         [sys.executable, "-m", "autograder.release", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=60,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 

@@ -7,6 +7,7 @@ skipped for the environment count for nothing; every document built from any mix
 including hostile text, validates against ``results.schema.json``; :func:`write_json` replaces
 the file atomically and leaves the old file intact when the write fails.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,16 +23,23 @@ import pytest
 
 from autograder import practical
 from autograder.gradescope import results as R
-from autograder.gradescope.results import (Outcome, numbered, results_document, score_table, totals, validate,
-                                           write_json)
+from autograder.gradescope.results import Outcome, numbered, results_document, score_table, totals, validate, write_json
 from tests.support import ROOT
 
 KEYS = [g.key for g in practical.GROUPS]
 
 
 def outcome(group: str, order: int, max_score: float = 2.0, passed: bool = True, **kw) -> Outcome:
-    return Outcome(f"autograder/graded/test_x.py::t{group}{order}", f"{group} test {order}", group, max_score,
-                   order=order, score=max_score if passed else 0.0, status="passed" if passed else "failed", **kw)
+    return Outcome(
+        f"autograder/graded/test_x.py::t{group}{order}",
+        f"{group} test {order}",
+        group,
+        max_score,
+        order=order,
+        score=max_score if passed else 0.0,
+        status="passed" if passed else "failed",
+        **kw,
+    )
 
 
 def every_group(per_group: int = 3) -> list[Outcome]:
@@ -45,6 +53,7 @@ def shuffled(items: list, seed: int = 0) -> list:
 
 
 # -- order and numbering ----------------------------------------------------------------------------------
+
 
 def test_numbering_follows_the_handout_whatever_the_arrival_order():
     outcomes = every_group()
@@ -63,7 +72,11 @@ def test_numbering_within_a_group_follows_collection_order_not_names():
 def test_rows_are_numbered_among_the_groups_present():
     outcomes = [outcome("bonus", 1), outcome("naive", 5), outcome("naive", 2), outcome("per_stage", 0)]
     assert [(n, o.group, o.order) for n, o in numbered(outcomes)] == [
-        ("1.1", "naive", 2), ("1.2", "naive", 5), ("2.1", "per_stage", 0), ("3.1", "bonus", 1)]
+        ("1.1", "naive", 2),
+        ("1.2", "naive", 5),
+        ("2.1", "per_stage", 0),
+        ("3.1", "bonus", 1),
+    ]
 
 
 def test_unknown_groups_come_after_the_registry_groups():
@@ -87,6 +100,7 @@ def test_document_tests_are_in_handout_order():
 
 
 # -- totals ----------------------------------------------------------------------------------------------
+
 
 def test_bonus_points_add_to_the_score_but_not_to_the_maximum():
     outcomes = [outcome("gpipe", 0, 10), outcome("gpipe", 1, 10, passed=False), outcome("bonus", 0, 5)]
@@ -130,8 +144,13 @@ def test_failed_tests_score_nothing_and_partial_scores_add_up():
 
 
 def test_score_table_lines_and_total():
-    outcomes = [outcome("naive", 0, 4), outcome("naive", 1, 4, passed=False), outcome("gpipe", 0, 6),
-                outcome("bonus", 0, 3), outcome("gpu", 0, 1)]
+    outcomes = [
+        outcome("naive", 0, 4),
+        outcome("naive", 1, 4, passed=False),
+        outcome("gpipe", 0, 6),
+        outcome("bonus", 0, 3),
+        outcome("gpu", 0, 1),
+    ]
     lines = score_table(shuffled(outcomes))
     titles = [practical.GROUP[k].title for k in ("naive", "gpipe", "bonus", "gpu")]
     assert [line.rsplit(None, 1)[0].strip() for line in lines[:-1]] == titles
@@ -155,16 +174,28 @@ def test_score_table_has_no_bonus_note_without_bonus_points():
 
 # -- the document ------------------------------------------------------------------------------------------
 
+
 def test_document_fields():
-    outcomes = [outcome("naive", 0, 4), outcome("gpipe", 0, 6, passed=False, output="wrong order"),
-                outcome("hidden", 0, 2, hidden=True)]
+    outcomes = [
+        outcome("naive", 0, 4),
+        outcome("gpipe", 0, 6, passed=False, output="wrong order"),
+        outcome("hidden", 0, 2, hidden=True),
+    ]
     doc = results_document(outcomes, 12.34567, "summary", extra={"integrity": []})
     assert doc["score"] == 6.0 and doc["execution_time"] == 12.346 and doc["output"] == "summary"
     assert doc["visibility"] == "visible" and doc["stdout_visibility"] == "hidden"
     assert doc["extra_data"] == {"integrity": []}
     naive, gpipe, hidden = doc["tests"]
-    assert naive == {"name": "naive test 0", "number": "1.1", "score": 4, "max_score": 4, "status": "passed",
-                     "output": "", "tags": [practical.GROUP["naive"].title], "visibility": "visible"}
+    assert naive == {
+        "name": "naive test 0",
+        "number": "1.1",
+        "score": 4,
+        "max_score": 4,
+        "status": "passed",
+        "output": "",
+        "tags": [practical.GROUP["naive"].title],
+        "visibility": "visible",
+    }
     assert gpipe["status"] == "failed" and gpipe["output"] == "wrong order" and gpipe["score"] == 0
     assert hidden["visibility"] == "after_due_date"
     validate(doc)
@@ -195,12 +226,20 @@ def test_every_document_validates_against_the_schema(seed):
     rng = random.Random(seed)
     outcomes = []
     for i in range(rng.randint(0, 30)):
-        o = outcome(rng.choice(KEYS + ["unknown"]), i, rng.choice([0, 0.5, 1, 2.5, 10]), passed=rng.random() < 0.5,
-                    hidden=rng.random() < 0.2, counted=rng.random() < 0.9, output=rng.choice(["", "msg", "\x00\x1b["]))
+        o = outcome(
+            rng.choice(KEYS + ["unknown"]),
+            i,
+            rng.choice([0, 0.5, 1, 2.5, 10]),
+            passed=rng.random() < 0.5,
+            hidden=rng.random() < 0.2,
+            counted=rng.random() < 0.9,
+            output=rng.choice(["", "msg", "\x00\x1b["]),
+        )
         o.status = rng.choice(["passed", "failed", "skipped", "error"])
         outcomes.append(o)
-    doc = results_document(outcomes, rng.random() * 100, rng.choice(["", "out"]),
-                           extra=rng.choice([None, {"missing": ["a.py"]}]))
+    doc = results_document(
+        outcomes, rng.random() * 100, rng.choice(["", "out"]), extra=rng.choice([None, {"missing": ["a.py"]}])
+    )
     validate(doc)
     json.loads(json.dumps(doc, allow_nan=False))
 
@@ -223,15 +262,18 @@ def test_extra_data_strings_are_cleaned_too(tmp_path):
     assert "\x1b" not in text and "\x00" not in text and "\u202e" not in text
 
 
-@pytest.mark.parametrize("break_it", [
-    lambda d: d.pop("score"),
-    lambda d: d.update(visibility="public"),
-    lambda d: d.update(surprise=1),
-    lambda d: d["tests"][0].update(status="skipped"),
-    lambda d: d["tests"][0].update(name=""),
-    lambda d: d["tests"][0].update(score=-1),
-    lambda d: d["tests"][0].pop("number"),
-])
+@pytest.mark.parametrize(
+    "break_it",
+    [
+        lambda d: d.pop("score"),
+        lambda d: d.update(visibility="public"),
+        lambda d: d.update(surprise=1),
+        lambda d: d["tests"][0].update(status="skipped"),
+        lambda d: d["tests"][0].update(name=""),
+        lambda d: d["tests"][0].update(score=-1),
+        lambda d: d["tests"][0].pop("number"),
+    ],
+)
 def test_validate_rejects_broken_documents(break_it):
     doc = results_document([outcome("naive", 0)], 1.0)
     break_it(doc)
@@ -247,6 +289,7 @@ def test_outcome_dict_round_trip_ignores_unknown_keys():
 
 
 # -- writing ----------------------------------------------------------------------------------------------
+
 
 def leftovers(folder: Path, keep: str) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name != keep)

@@ -5,10 +5,12 @@ Every number here is computed by hand (uniform costs F = 1, B = 2, transfer 0 un
 the timeline drawn in a comment where it is not a textbook formula. Time runs left to right; each
 character of a drawing is one time unit.
 """
+
 from __future__ import annotations
 
 import pytest
 
+from autograder.instructor.reference_schedules import gpipe_schedule, one_f_one_b_schedule
 from autograder.schedules import (
     Action,
     Costs,
@@ -28,7 +30,6 @@ from autograder.schedules import (
     timeline_from_events,
     validate,
 )
-from autograder.instructor.reference_schedules import gpipe_schedule, one_f_one_b_schedule
 
 A = Action
 REFERENCE_SCHEDULES = [naive_schedule, gpipe_schedule, one_f_one_b_schedule, delayed_backward_schedule]
@@ -43,6 +44,7 @@ def spans(result: SimResult) -> dict[int, list[tuple[str, float, float]]]:
 # Parsing
 # ------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("x", ["1F0", " 1F0 ", A(1, "F", 0), (1, "F", 0), [1, "F", 0], Event(1, "F", 0, 0, 1)])
 def test_parse_action_accepts_every_spelling(x):
     assert parse_action(x) == A(1, "F", 0)
@@ -53,19 +55,22 @@ def test_parse_action_reads_multi_digit_indices():
     assert str(parse_action("12W30")) == "12W30"
 
 
-@pytest.mark.parametrize("bad, named", [
-    ("1X0", "'1X0'"),
-    ("F0", "'F0'"),
-    ("1f0", "'1f0'"),
-    ((1, "F", -1), "-1"),
-    ((True, "F", 0), "True"),
-    ((1, "F", 0.0), "0.0"),
-    (("1", "F", 0), "'1'"),
-    ((1, "Q", 0), "'Q'"),
-    ((1, "F"), "(1, 'F')"),
-    (5, "5"),
-    (None, "None"),
-])
+@pytest.mark.parametrize(
+    "bad, named",
+    [
+        ("1X0", "'1X0'"),
+        ("F0", "'F0'"),
+        ("1f0", "'1f0'"),
+        ((1, "F", -1), "-1"),
+        ((True, "F", 0), "True"),
+        ((1, "F", 0.0), "0.0"),
+        (("1", "F", 0), "'1'"),
+        ((1, "Q", 0), "'Q'"),
+        ((1, "F"), "(1, 'F')"),
+        (5, "5"),
+        (None, "None"),
+    ],
+)
 def test_parse_action_rejects_bad_values_with_one_line_naming_them(bad, named):
     with pytest.raises(ScheduleError) as info:
         parse_action(bad)
@@ -102,6 +107,7 @@ def test_parse_schedule_errors_say_where():
 # Cost model
 # ------------------------------------------------------------------------------------------------
 
+
 def test_costs_defaults_split_backward_in_halves():
     c = Costs()
     assert [c.cost(f"0{k}0") for k in "FBIW"] == [1.0, 2.0, 1.0, 1.0]
@@ -117,10 +123,19 @@ def test_costs_rows_scale_by_rows_over_mean_rows():
         c.cost("0F2")
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"forward": -1.0}, {"backward": float("nan")}, {"transfer": float("inf")}, {"input_grad": -0.5},
-    {"forward": True}, {"rows": ()}, {"rows": (3, 0)}, {"rows": (2.5,)},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"forward": -1.0},
+        {"backward": float("nan")},
+        {"transfer": float("inf")},
+        {"input_grad": -0.5},
+        {"forward": True},
+        {"rows": ()},
+        {"rows": (3, 0)},
+        {"rows": (2.5,)},
+    ],
+)
 def test_costs_reject_nonsense(kwargs):
     with pytest.raises(ScheduleError, match="Costs"):
         Costs(**kwargs)
@@ -129,6 +144,7 @@ def test_costs_reject_nonsense(kwargs):
 # ------------------------------------------------------------------------------------------------
 # Dependencies
 # ------------------------------------------------------------------------------------------------
+
 
 def test_dependencies_follow_the_pipeline():
     assert dependencies(A(0, "F", 3), 4) == []
@@ -145,6 +161,7 @@ def test_dependencies_follow_the_pipeline():
 # ------------------------------------------------------------------------------------------------
 # Simulation: textbook numbers
 # ------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("p, m", [(1, 1), (2, 3), (4, 8), (3, 2)])
 def test_naive_makespan_is_m_p_times_f_plus_b(p, m):
@@ -188,17 +205,20 @@ def test_peak_in_flight_gpipe_holds_all_1f1b_holds_p_minus_s(p, m):
 
 def test_one_f_one_b_lists_when_fewer_microbatches_than_stages():
     # p=3, m=2: warm-up min(p - s - 1, m) = 2, 1, 0 forwards
-    assert parse_schedule(one_f_one_b_schedule(3, 2)) == parse_schedule({
-        0: "0F0 0F1 0B0 0B1",
-        1: "1F0 1F1 1B0 1B1",
-        2: "2F0 2B0 2F1 2B1",
-    })
+    assert parse_schedule(one_f_one_b_schedule(3, 2)) == parse_schedule(
+        {
+            0: "0F0 0F1 0B0 0B1",
+            1: "1F0 1F1 1B0 1B1",
+            2: "2F0 2B0 2F1 2B1",
+        }
+    )
     assert one_f_one_b_schedule(2, 4)[0] == parse_schedule(["0F0 0F1 0B0 0F2 0B1 0F3 0B2 0B3"])[0]
 
 
 # ------------------------------------------------------------------------------------------------
 # The single-process "delayed backward" loop (Option C) on pipelined devices
 # ------------------------------------------------------------------------------------------------
+
 
 def test_delayed_backward_lists():
     assert delayed_backward_schedule(2, 1)[1] == parse_schedule(["1F0 1B0"])[0]
@@ -252,6 +272,7 @@ def test_delayed_backward_speedup_over_naive_at_p4():
 # ------------------------------------------------------------------------------------------------
 # Transfer costs, interleaving, uneven micro-batches, split backward
 # ------------------------------------------------------------------------------------------------
+
 
 def test_transfer_is_added_between_ranks_only():
     # Interleaved: rank 0 holds stages 0 and 2, rank 1 holds stages 1 and 3; transfer 0.5.
@@ -316,13 +337,15 @@ def test_empty_schedule_simulates_to_nothing():
 # Deadlocks
 # ------------------------------------------------------------------------------------------------
 
+
 def test_deadlock_names_each_stuck_rank_and_what_it_waits_for():
     # rank 1 starts with micro-batch 1, whose forward rank 0 only runs after 0B0, which needs 1B0.
     with pytest.raises(DeadlockError) as info:
         simulate({0: "0F0 0B0 0F1 0B1", 1: "1F1 1F0 1B0 1B1"})
     assert str(info.value) == (
         "deadlock: rank 0 is stuck at 0B0 waiting for 1B0 (which rank 1 runs after 1F1); "
-        "rank 1 is stuck at 1F1 waiting for 0F1 (which rank 0 runs after 0B0)")
+        "rank 1 is stuck at 1F1 waiting for 0F1 (which rank 0 runs after 0B0)"
+    )
     assert info.value.stuck == {0: A(0, "B", 0), 1: A(1, "F", 1)}
     assert isinstance(info.value, ScheduleError)
 
@@ -345,7 +368,8 @@ def test_deadlock_waiting_for_another_ranks_next_action_needs_no_note():
         simulate({0: "0F0 0B0 0F1 0B1", 1: "1B0 1F0 1F1 1B1"})
     assert str(info.value) == (
         "deadlock: rank 0 is stuck at 0B0 waiting for 1B0; "
-        "rank 1 is stuck at 1B0 waiting for 1F0 (which rank 1 runs after 1B0)")
+        "rank 1 is stuck at 1B0 waiting for 1F0 (which rank 1 runs after 1B0)"
+    )
 
 
 def test_simulate_refuses_an_action_listed_twice():
@@ -356,6 +380,7 @@ def test_simulate_refuses_an_action_listed_twice():
 # ------------------------------------------------------------------------------------------------
 # Validation and the step x rank grid
 # ------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("make", REFERENCE_SCHEDULES)
 @pytest.mark.parametrize("p, m", [(1, 1), (2, 3), (4, 8), (4, 2)])
@@ -412,12 +437,12 @@ def test_validate_deadlock_message_is_summary_then_marked_grid():
 
 def test_validate_names_a_missing_action():
     lines = validation_error({0: "0F0 0F1 0B0 0B1", 1: "1F0 1B0 1F1"})
-    assert lines[0] == ("missing action 1B1: every stage must run F and B (or I and W) exactly once "
-                        "for each of the 2 micro-batches")
+    assert lines[0] == (
+        "missing action 1B1: every stage must run F and B (or I and W) exactly once for each of the 2 micro-batches"
+    )
     assert lines[1].split() == ["rank", "0", "rank", "1"]  # the grid follows
     # the mark is on the action the missing one belongs with: 1F1, whose backward never runs
-    assert [line for line in lines if "ERROR HERE" in line] == [
-        "step 2:  0B0     1F1     <-- ERROR HERE (rank 1: 1F1)"]
+    assert [line for line in lines if "ERROR HERE" in line] == ["step 2:  0B0     1F1     <-- ERROR HERE (rank 1: 1F1)"]
     lines = validation_error({0: "0F0 0F1 0B0 0B1", 1: "1F0 1B0"})  # nothing of (1, 1) to mark
     assert lines[0].startswith("missing action 1F1 and 1B1:")
     assert not any("ERROR HERE" in line for line in lines)
@@ -457,8 +482,7 @@ def test_validate_rejects_w_before_i_and_mixed_backward_forms():
     lines = validation_error({0: "0F0 0W0 0I0"})
     assert lines[0] == "0W0 runs before its input-grad half 0I0 on rank 0 (0I0 is at step 2)"
     lines = validation_error({0: "0F0 0B0 0I0 0W0"})
-    assert lines[0].startswith("0I0 mixes a full backward with a split one: stage 0 micro-batch 0 "
-                               "already has 0B0")
+    assert lines[0].startswith("0I0 mixes a full backward with a split one: stage 0 micro-batch 0 already has 0B0")
     lines = validation_error({0: "0F0 0I0"})
     assert lines[0].startswith("missing action 0W0:")
 
@@ -469,9 +493,14 @@ def test_validate_rejects_w_before_i_and_mixed_backward_forms():
 
 # GPipe p=2, m=2 run in ONE process (one device, so nothing overlaps), 100 s after the clock's zero.
 SERIAL_GPIPE_EVENTS = [
-    Event(0, "F", 0, 100, 101), Event(1, "F", 0, 101, 102), Event(0, "F", 1, 102, 103),
-    Event(1, "F", 1, 103, 104), Event(1, "B", 0, 104, 106), Event(0, "B", 0, 106, 108),
-    Event(1, "B", 1, 108, 110), Event(0, "B", 1, 110, 112),
+    Event(0, "F", 0, 100, 101),
+    Event(1, "F", 0, 101, 102),
+    Event(0, "F", 1, 102, 103),
+    Event(1, "F", 1, 103, 104),
+    Event(1, "B", 0, 104, 106),
+    Event(0, "B", 0, 106, 108),
+    Event(1, "B", 1, 108, 110),
+    Event(0, "B", 1, 110, 112),
 ]
 
 

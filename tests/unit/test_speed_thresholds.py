@@ -4,6 +4,7 @@ Replayed with the graded costs (a forward costs its micro-batch's rows, a backwa
 the graded settings (p = 4, batch 16, m in {4, 8}): each correct schedule must clear its threshold,
 and the naive order (what a serialised GPipe or Option C replays to) must not.
 """
+
 from __future__ import annotations
 
 import pytest

@@ -9,6 +9,7 @@ skeleton's file is used; a missing file is listed as missing; a zip's ``..``, ab
 symlink and too-deep entries never reach the staged folder, more than 2000 entries or a broken
 archive is a :class:`StagingError`.
 """
+
 from __future__ import annotations
 
 import filecmp
@@ -71,6 +72,7 @@ def assert_skeleton_used(staged, name):
 
 # -- layouts ---------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("layout", ["", "assignment", "my-work", "my-work/assignment"])
 def test_folder_layouts_are_found(tmp_path, layout):
     sub = tmp_path / "sub"
@@ -97,15 +99,17 @@ def test_top_level_file_wins_over_a_nested_one(tmp_path):
 
 
 def test_zip_prefers_the_shallowest_copy(tmp_path):
-    archive = make_zip(tmp_path / "sub.zip", {"w/assignment/partition.py": "DEEP = 1\n",
-                                               "partition.py": submitted("partition.py")})
+    archive = make_zip(
+        tmp_path / "sub.zip", {"w/assignment/partition.py": "DEEP = 1\n", "partition.py": submitted("partition.py")}
+    )
     staged = stage(archive, tmp_path / "out")
     assert staged.sources["partition.py"] == submitted("partition.py")
 
 
 def test_macos_metadata_in_zip_is_ignored(tmp_path):
-    archive = make_zip(tmp_path / "sub.zip", {"__MACOSX/partition.py": "\0\1junk",
-                                               "partition.py": submitted("partition.py")})
+    archive = make_zip(
+        tmp_path / "sub.zip", {"__MACOSX/partition.py": "\0\1junk", "partition.py": submitted("partition.py")}
+    )
     staged = stage(archive, tmp_path / "out")
     assert staged.sources["partition.py"] == submitted("partition.py")
     assert staged.rejected == {}
@@ -135,7 +139,8 @@ def test_staged_folder_is_fresh_and_private(tmp_path):
     assert stat.S_IMODE(os.stat(staged.root).st_mode) == 0o700
     assert not list(staged.package_dir.rglob("__pycache__"))
     assert sorted(p.name for p in staged.package_dir.iterdir()) == sorted(
-        p.name for p in PRISTINE.iterdir() if p.name != "__pycache__")
+        p.name for p in PRISTINE.iterdir() if p.name != "__pycache__"
+    )
 
 
 def test_destination_that_exists_is_not_reused(tmp_path):
@@ -152,6 +157,7 @@ def test_staging_the_reference_gives_the_reference(tmp_path):
 
 # -- missing and extra files ----------------------------------------------------------------------------
 
+
 def test_missing_files_are_listed_and_the_skeleton_is_used(tmp_path):
     staged = stage(write_files(tmp_path / "sub", ["schedules.py"]), tmp_path / "out")
     assert staged.missing == [n for n in EDITABLE if n != "schedules.py"]
@@ -167,8 +173,20 @@ def test_empty_folder_is_all_missing(tmp_path):
     assert staged.missing == list(EDITABLE) and staged.sources == {}
 
 
-@pytest.mark.parametrize("extra", ["conftest.py", "__init__.py", "model.py", "devices.py", "run.py", "pytest.ini",
-                                   "assignment/conftest.py", "assignment/model.py", "sitecustomize.py"])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "conftest.py",
+        "__init__.py",
+        "model.py",
+        "devices.py",
+        "run.py",
+        "pytest.ini",
+        "assignment/conftest.py",
+        "assignment/model.py",
+        "sitecustomize.py",
+    ],
+)
 def test_extra_files_are_never_copied(tmp_path, extra):
     sub = write_files(tmp_path / "sub")
     path = sub / extra
@@ -182,14 +200,19 @@ def test_extra_files_are_never_copied(tmp_path, extra):
 
 def test_extra_files_in_a_zip_are_never_copied(tmp_path):
     bad = "raise SystemExit('extra file was imported')\n"
-    entries = {n: submitted(n) for n in EDITABLE} | {"conftest.py": bad, "__init__.py": bad, "model.py": bad,
-                                                     "assignment/conftest.py": bad}
+    entries = {n: submitted(n) for n in EDITABLE} | {
+        "conftest.py": bad,
+        "__init__.py": bad,
+        "model.py": bad,
+        "assignment/conftest.py": bad,
+    }
     staged = stage(make_zip(tmp_path / "sub.zip", entries), tmp_path / "out")
     assert_staged_submission(staged)
     assert not [p for p in staged.root.rglob("*") if p.is_file() and "extra file" in p.read_text(errors="replace")]
 
 
 # -- refused files (folders) ----------------------------------------------------------------------------
+
 
 def test_link_to_a_file_is_refused(tmp_path):
     sub = write_files(tmp_path / "sub", ["partition.py", "microbatch.py", "per_stage.py"])
@@ -328,6 +351,7 @@ def test_refusal_reasons_are_one_line(tmp_path):
 
 # -- zips ------------------------------------------------------------------------------------------------
 
+
 def test_zip_parent_paths_are_ignored_and_nothing_is_written_outside(tmp_path):
     entries = {"../partition.py": "UP = 1\n", "a/../../microbatch.py": "UP = 2\n", "..\\schedules.py": "UP = 3\n"}
     (tmp_path / "deep").mkdir()
@@ -360,8 +384,10 @@ def test_zip_symlink_entries_are_refused(tmp_path):
 
 
 def test_zip_entries_nested_too_deep_are_not_looked_at(tmp_path):
-    archive = make_zip(tmp_path / "sub.zip", {"a/b/c/partition.py": submitted("partition.py"),
-                                               "a/b/c/d/microbatch.py": submitted("microbatch.py")})
+    archive = make_zip(
+        tmp_path / "sub.zip",
+        {"a/b/c/partition.py": submitted("partition.py"), "a/b/c/d/microbatch.py": submitted("microbatch.py")},
+    )
     staged = stage(archive, tmp_path / "out")
     assert {"partition.py", "microbatch.py"} <= set(staged.missing)
     assert staged.sources == {}
@@ -395,8 +421,10 @@ def test_zip_entry_over_the_size_limit_is_refused(tmp_path):
     assert_skeleton_used(staged, "partition.py")
 
 
-@pytest.mark.parametrize("name,data,reason", [("partition.py", b"x = 1\0\n", "NUL"),
-                                              ("microbatch.py", "# \u00e9\n".encode("latin-1"), "UTF-8")])
+@pytest.mark.parametrize(
+    "name,data,reason",
+    [("partition.py", b"x = 1\0\n", "NUL"), ("microbatch.py", "# \u00e9\n".encode("latin-1"), "UTF-8")],
+)
 def test_zip_entries_with_bad_text_are_refused(tmp_path, name, data, reason):
     staged = stage(make_zip(tmp_path / "sub.zip", {name: data}), tmp_path / "out")
     assert reason in staged.rejected[name]
@@ -422,7 +450,7 @@ def test_zip_whose_data_is_corrupt_is_a_staging_error(tmp_path):
     archive = make_zip(tmp_path / "sub.zip", {"partition.py": "x = 1\n" * 50})
     data = bytearray(archive.read_bytes())
     start = data.find(b"x = 1")
-    data[start:start + 5] = b"y = 2"  # the CRC no longer matches
+    data[start : start + 5] = b"y = 2"  # the CRC no longer matches
     archive.write_bytes(bytes(data))
     with pytest.raises(StagingError):
         stage(archive, tmp_path / "out")
@@ -435,7 +463,7 @@ def _patch_first_entry(archive: Path, local_offset: int, central_offset: int, va
         if mode == "or":
             data[at] |= value
         else:
-            data[at:at + 2] = value.to_bytes(2, "little")
+            data[at : at + 2] = value.to_bytes(2, "little")
     archive.write_bytes(bytes(data))
 
 
@@ -460,6 +488,7 @@ def test_unsupported_compression_is_refused_or_a_staging_error(tmp_path):
 
 
 # -- what cannot be staged at all -----------------------------------------------------------------------
+
 
 def test_missing_submission_is_a_staging_error(tmp_path):
     with pytest.raises(StagingError, match="no such file"):

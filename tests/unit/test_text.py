@@ -5,6 +5,7 @@ What this proves: :func:`clean` always returns valid UTF-8 without NUL, C0/C1 co
 separators, with CR turned into newlines and the length bounded; :func:`clean_line` returns one
 line; :func:`csv_cell` also keeps a spreadsheet from evaluating a cell as a formula.
 """
+
 from __future__ import annotations
 
 import json
@@ -138,8 +139,9 @@ def test_clean_line_bound():
     assert len(clean_line("z" * 10_000, 50)) <= 50
 
 
-@pytest.mark.parametrize("text", ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1:A2)", "\t=1",
-                                  "=cmd|' /C calc'!A0"])
+@pytest.mark.parametrize(
+    "text", ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1:A2)", "\t=1", "=cmd|' /C calc'!A0"]
+)
 def test_csv_cell_defuses_formulas(text):
     out = csv_cell(text)
     assert out.startswith("'")

@@ -1,4 +1,5 @@
 """Tests of autograder.schedules.timeline: ASCII Gantt chart, Chrome trace, PNG."""
+
 from __future__ import annotations
 
 import json
@@ -68,10 +69,10 @@ def test_ascii_gantt_interleaved_rows_have_a_chunk_line():
     assert rows[0].startswith("rank 0 (stages 0,2) |")
     assert re.findall(r"[FB]\d", rows[0]) == ["F0", "F0", "B0", "B0"]
     assert re.findall(r"[FB]\d", rows[1]) == ["F0", "F0", "B0", "B0"]
-    for rank, row in enumerate(rows):
+    for _rank, row in enumerate(rows):
         chunk_line = lines[lines.index(row) + 1]
         label_width = len("rank 0 (stages 0,2)")
-        assert chunk_line[:label_width + 2] == "chunk".rjust(label_width) + "  "  # under the row's label
+        assert chunk_line[: label_width + 2] == "chunk".rjust(label_width) + "  "  # under the row's label
         assert chunk_line.split() == ["chunk", "0", "1", "1", "0"]
         starts = [i for i, c in enumerate(row) if c in "FB"]  # every box's first column ...
         assert [i for i, c in enumerate(chunk_line) if c in "01"] == starts  # ... carries its chunk
@@ -88,13 +89,16 @@ def test_ascii_gantt_narrow_boxes_keep_their_letter():
 
 
 def test_ascii_gantt_of_measured_timeline_and_of_nothing():
-    events = [Event(0, "F", 0, 5.0, 5.5), Event(1, "F", 0, 5.5, 6.0), Event(1, "B", 0, 6.0, 7.0),
-              Event(0, "B", 0, 7.0, 8.0)]
+    events = [
+        Event(0, "F", 0, 5.0, 5.5),
+        Event(1, "F", 0, 5.5, 6.0),
+        Event(1, "B", 0, 6.0, 7.0),
+        Event(0, "B", 0, 7.0, 8.0),
+    ]
     # shifted to start at 0; 31 columns for 3 s round down to 10 per second (a 30-column chart)
     chart = ascii_gantt(timeline_from_events(events), width=41)
     assert chart.startswith("makespan 3, bubble fraction 0.500, 1\ncolumn = 0.1\n")
-    assert chart_rows(chart) == ["stage 0 |F0   ...............B0        |",
-                                 "stage 1 |.....F0   B0        ..........|"]
+    assert chart_rows(chart) == ["stage 0 |F0   ...............B0        |", "stage 1 |.....F0   B0        ..........|"]
     assert ascii_gantt(simulate({})).splitlines() == ["makespan 0, bubble fraction 0.000", "(no actions)"]
     with pytest.raises(ValueError, match="width"):
         ascii_gantt(GPIPE_2_2, width=5)

@@ -7,6 +7,7 @@ encode/decode round trip bit for bit; anything outside the format is refused wit
 garbled bytes, wrong blob sizes, bad tensor descriptions); framing over a real socket pair delivers
 messages whole, refuses a frame over the limit before reading it, and reports EOF as ``EOFError``.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,9 +35,15 @@ def raw_message(doc: object | bytes, sizes: object | bytes = (), blobs: bytes = 
 def same(a: object, b: object) -> bool:
     """Structural equality where tensors compare by dtype, shape and bits and nan equals nan."""
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dtype == b.dtype
-                and a.shape == b.shape and torch.equal(a.reshape(-1).view(torch.uint8) if a.numel() else a,
-                                                        b.reshape(-1).view(torch.uint8) if b.numel() else b))
+        return (
+            isinstance(a, torch.Tensor)
+            and isinstance(b, torch.Tensor)
+            and a.dtype == b.dtype
+            and a.shape == b.shape
+            and torch.equal(
+                a.reshape(-1).view(torch.uint8) if a.numel() else a, b.reshape(-1).view(torch.uint8) if b.numel() else b
+            )
+        )
     if isinstance(a, float) and isinstance(b, float):
         return (math.isnan(a) and math.isnan(b)) or a == b
     if isinstance(a, (list, tuple)):
@@ -54,8 +61,28 @@ def one_line_wire_error(excinfo: pytest.ExceptionInfo) -> str:
 
 # -- round trips -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("value", [None, True, False, 0, -7, 2**70, 1.5, -0.0, 1e-310, "", "héllo \u2603",
-                                   "lone \ud800 surrogate", [], {}, [1, [2, [3, []]]], {"a": {"b": [None]}}])
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        True,
+        False,
+        0,
+        -7,
+        2**70,
+        1.5,
+        -0.0,
+        1e-310,
+        "",
+        "héllo \u2603",
+        "lone \ud800 surrogate",
+        [],
+        {},
+        [1, [2, [3, []]]],
+        {"a": {"b": [None]}},
+    ],
+)
 def test_plain_values_round_trip(value):
     assert same(value, decode(encode(value)))
 
@@ -94,7 +121,7 @@ def test_tensors_of_every_dtype_round_trip_bit_for_bit(dtype):
     elif dtype.is_floating_point:
         t = (torch.randn(3, 5, generator=gen) * 100).to(dtype)
     else:
-        t = torch.randint(-2**30, 2**30, (3, 5), generator=gen).to(dtype)
+        t = torch.randint(-(2**30), 2**30, (3, 5), generator=gen).to(dtype)
     back = decode(encode(t))
     assert same(t, back)
 
@@ -121,8 +148,13 @@ def test_zero_dim_integer_tensor_round_trips():
 @pytest.mark.parametrize("view", ["transpose", "stride", "expand", "offset", "imag_of_conj"])
 def test_non_contiguous_views_arrive_as_their_values(view):
     base = torch.arange(48, dtype=torch.float32).reshape(6, 8)
-    t = {"transpose": lambda: base.t(), "stride": lambda: base[::2, 1::3], "expand": lambda: base[:1].expand(4, 8),
-         "offset": lambda: base[3:, 5:], "imag_of_conj": lambda: torch.complex(base, -base).conj().imag}[view]()
+    t = {
+        "transpose": lambda: base.t(),
+        "stride": lambda: base[::2, 1::3],
+        "expand": lambda: base[:1].expand(4, 8),
+        "offset": lambda: base[3:, 5:],
+        "imag_of_conj": lambda: torch.complex(base, -base).conj().imag,
+    }[view]()
     back = decode(encode(t))
     assert back.is_contiguous()
     assert torch.equal(back, t.clone())
@@ -163,8 +195,11 @@ def test_sparse_tensor_arrives_dense():
 
 
 def test_deep_mixed_nesting_round_trips():
-    value = {"stages": [[torch.arange(3), {"g": None, "x": [math.nan, "s", (torch.zeros(0, 2),)]}], []],
-             "n": 3, "ok": True}
+    value = {
+        "stages": [[torch.arange(3), {"g": None, "x": [math.nan, "s", (torch.zeros(0, 2),)]}], []],
+        "n": 3,
+        "ok": True,
+    }
     assert same(value, decode(encode(value)))
 
 
@@ -177,20 +212,23 @@ def test_nesting_up_to_the_limit_round_trips():
 
 # -- refusals when encoding ---------------------------------------------------------------------------
 
+
 class Custom:
     pass
 
 
-@pytest.mark.parametrize("value", [Custom(), {1, 2}, b"bytes", 1 + 2j, object, print, bytearray(b"x")],
-                         ids=["object", "set", "bytes", "complex", "class", "function", "bytearray"])
+@pytest.mark.parametrize(
+    "value",
+    [Custom(), {1, 2}, b"bytes", 1 + 2j, object, print, bytearray(b"x")],
+    ids=["object", "set", "bytes", "complex", "class", "function", "bytearray"],
+)
 def test_unsupported_objects_are_refused(value):
     with pytest.raises(WireError) as excinfo:
         encode({"x": [value]})
     assert "cannot send" in one_line_wire_error(excinfo)
 
 
-@pytest.mark.parametrize("dtype", [torch.complex64, torch.uint8, torch.int8, torch.int16, torch.float8_e4m3fn],
-                         ids=str)
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.uint8, torch.int8, torch.int16, torch.float8_e4m3fn], ids=str)
 def test_tensors_of_other_dtypes_are_refused(dtype):
     with pytest.raises(WireError) as excinfo:
         encode(torch.zeros(2, dtype=dtype))
@@ -229,6 +267,7 @@ def test_self_referencing_list_is_refused_not_a_recursion_error():
 
 # -- refusals when decoding --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("cut", [0, 1, 7, 8, 12, -1, -5])
 def test_truncated_messages_are_refused(cut):
     data = encode({"x": torch.arange(10.0), "s": "text"})
@@ -242,10 +281,19 @@ def test_trailing_bytes_are_refused():
         decode(encode([1, 2]) + b"\0")
 
 
-@pytest.mark.parametrize("garbage", [b"", b"\xff" * 40, b"\0" * 16, HEADER.pack(2) + b"[]" + HEADER.pack(3) + b"{{{",
-                                     HEADER.pack(2) + b"[]" + HEADER.pack(2) + b"\xff\xfe",
-                                     HEADER.pack(2**40) + b"[]", raw_message(b"{'a': 1}"),
-                                     HEADER.pack(2) + b"[]" + HEADER.pack(2**63) + b"[]"])
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"",
+        b"\xff" * 40,
+        b"\0" * 16,
+        HEADER.pack(2) + b"[]" + HEADER.pack(3) + b"{{{",
+        HEADER.pack(2) + b"[]" + HEADER.pack(2) + b"\xff\xfe",
+        HEADER.pack(2**40) + b"[]",
+        raw_message(b"{'a': 1}"),
+        HEADER.pack(2) + b"[]" + HEADER.pack(2**63) + b"[]",
+    ],
+)
 def test_garbled_messages_are_refused(garbage):
     with pytest.raises(WireError) as excinfo:
         decode(garbage)
@@ -273,23 +321,27 @@ def test_tensor_bytes_that_do_not_match_the_shape_are_refused(shape, nbytes):
     assert "shape" in one_line_wire_error(excinfo)
 
 
-@pytest.mark.parametrize("desc", [
-    {"__tensor__": 1, "dtype": "float32", "shape": [1]},           # no such blob
-    {"__tensor__": -1, "dtype": "float32", "shape": [1]},
-    {"__tensor__": True, "dtype": "float32", "shape": [1]},        # a bool is not an index
-    {"__tensor__": "0", "dtype": "float32", "shape": [1]},
-    {"__tensor__": 0.0, "dtype": "float32", "shape": [1]},
-    {"__tensor__": 0, "dtype": "float128", "shape": [1]},
-    {"__tensor__": 0, "dtype": "uint8", "shape": [4]},
-    {"__tensor__": 0, "dtype": "torch.float32", "shape": [1]},
-    {"__tensor__": 0, "shape": [1]},
-    {"__tensor__": 0, "dtype": "float32", "shape": 1},
-    {"__tensor__": 0, "dtype": "float32", "shape": [-1]},
-    {"__tensor__": 0, "dtype": "float32", "shape": [True]},
-    {"__tensor__": 0, "dtype": "float32", "shape": [1.0]},
-    {"__tensor__": 0, "dtype": "float32", "shape": [1, 1, 1, 1, 1, 1, 1, 1, 1]},  # more than 8 dimensions
-    {"__tensor__": 0, "dtype": "float32", "shape": None},
-], ids=lambda d: json.dumps(d))
+@pytest.mark.parametrize(
+    "desc",
+    [
+        {"__tensor__": 1, "dtype": "float32", "shape": [1]},  # no such blob
+        {"__tensor__": -1, "dtype": "float32", "shape": [1]},
+        {"__tensor__": True, "dtype": "float32", "shape": [1]},  # a bool is not an index
+        {"__tensor__": "0", "dtype": "float32", "shape": [1]},
+        {"__tensor__": 0.0, "dtype": "float32", "shape": [1]},
+        {"__tensor__": 0, "dtype": "float128", "shape": [1]},
+        {"__tensor__": 0, "dtype": "uint8", "shape": [4]},
+        {"__tensor__": 0, "dtype": "torch.float32", "shape": [1]},
+        {"__tensor__": 0, "shape": [1]},
+        {"__tensor__": 0, "dtype": "float32", "shape": 1},
+        {"__tensor__": 0, "dtype": "float32", "shape": [-1]},
+        {"__tensor__": 0, "dtype": "float32", "shape": [True]},
+        {"__tensor__": 0, "dtype": "float32", "shape": [1.0]},
+        {"__tensor__": 0, "dtype": "float32", "shape": [1, 1, 1, 1, 1, 1, 1, 1, 1]},  # more than 8 dimensions
+        {"__tensor__": 0, "dtype": "float32", "shape": None},
+    ],
+    ids=lambda d: json.dumps(d),
+)
 def test_bad_tensor_descriptions_are_refused(desc):
     with pytest.raises(WireError) as excinfo:
         decode(raw_message([desc], [4], b"\0" * 4))
@@ -347,6 +399,7 @@ def test_wire_error_is_a_value_error():
 
 
 # -- framing over a socket pair ---------------------------------------------------------------------------
+
 
 @pytest.fixture
 def pair():

@@ -23,8 +23,9 @@ from .common import fmt_weights, trial_failure
 
 
 def _flat(grads: dict[str, torch.Tensor | None], names: list[str], like: dict[str, torch.Tensor]) -> torch.Tensor:
-    return torch.cat([(grads[n] if grads.get(n) is not None else torch.zeros_like(like[n])).reshape(-1).double()
-                      for n in names])
+    return torch.cat(
+        [(grads[n] if grads.get(n) is not None else torch.zeros_like(like[n])).reshape(-1).double() for n in names]
+    )
 
 
 def check_gradients(trial: Trial, ref: Reference) -> str | None:
@@ -34,15 +35,21 @@ def check_gradients(trial: Trial, ref: Reference) -> str | None:
         return problem
     spec = trial.spec
     if trial.replaced:
-        return (f"{spec}: the stages no longer hold the parameters they were given: a step function must not "
-                f"replace, copy or re-create the stages' parameters")
+        return (
+            f"{spec}: the stages no longer hold the parameters they were given: a step function must not "
+            f"replace, copy or re-create the stages' parameters"
+        )
     if trial.changed:
-        return (f"{spec}: parameter values changed during the step ({', '.join(trial.changed[:3])}): a step "
-                f"function only accumulates gradients; do not call optimizer.step() or modify the weights")
+        return (
+            f"{spec}: parameter values changed during the step ({', '.join(trial.changed[:3])}): a step "
+            f"function only accumulates gradients; do not call optimizer.step() or modify the weights"
+        )
     missing = [n for n, g in trial.grads.items() if g is None]
     if missing:
-        return (f"{spec}: {missing[0]} has no gradient at all (.grad is None): .grad was cleared "
-                f"(zero_grad(set_to_none=True) or .grad = None); a step function must add to .grad, never clear it")
+        return (
+            f"{spec}: {missing[0]} has no gradient at all (.grad is None): .grad was cleared "
+            f"(zero_grad(set_to_none=True) or .grad = None); a step function must add to .grad, never clear it"
+        )
     names = list(ref.expected)
     scale = _flat(ref.delta, names, ref.expected).abs().max().item()
     problem = _contract(trial, ref, names, scale)
@@ -52,8 +59,10 @@ def check_gradients(trial: Trial, ref: Reference) -> str | None:
     err = (computed - _flat(ref.delta, names, ref.expected)).abs().max().item()
     if err <= GRAD_RTOL * scale:
         return None
-    return (f"{spec}: gradients differ from the single-device reference: max |dg| = {err:.3g} (allowed "
-            f"{GRAD_RTOL:g} x max |g_ref| = {GRAD_RTOL * scale:.3g}). " + diagnose(trial, ref))
+    return (
+        f"{spec}: gradients differ from the single-device reference: max |dg| = {err:.3g} (allowed "
+        f"{GRAD_RTOL:g} x max |g_ref| = {GRAD_RTOL * scale:.3g}). " + diagnose(trial, ref)
+    )
 
 
 def _contract(trial: Trial, ref: Reference, names: list[str], scale: float) -> str | None:
@@ -65,14 +74,20 @@ def _contract(trial: Trial, ref: Reference, names: list[str], scale: float) -> s
     if (grads - sentinel - computed).abs().max().item() <= tol:
         return None
     if computed.abs().max().item() > tol and (grads - computed).abs().max().item() <= tol:
-        return ("the gradients that were already in .grad before the step are gone: your code zeroed them "
-                "(zero_grad() or .grad = None). A step function must accumulate into .grad, never clear it.")
+        return (
+            "the gradients that were already in .grad before the step are gone: your code zeroed them "
+            "(zero_grad() or .grad = None). A step function must accumulate into .grad, never clear it."
+        )
     if computed.abs().max().item() > tol and (grads - sentinel).abs().max().item() <= tol:
-        return ("your stages computed gradients, but none of them reached .grad: when you use "
-                "torch.autograd.grad(...), add what it returns to each parameter's .grad (p.grad += g)")
+        return (
+            "your stages computed gradients, but none of them reached .grad: when you use "
+            "torch.autograd.grad(...), add what it returns to each parameter's .grad (p.grad += g)"
+        )
     diff = (grads - sentinel - computed).abs().max().item()
-    return (f".grad is not the gradient your stages computed added to what was there before (differs by up to "
-            f"{diff:.3g}): do not scale, replace or edit .grad after the backward")
+    return (
+        f".grad is not the gradient your stages computed added to what was there before (differs by up to "
+        f"{diff:.3g}): do not scale, replace or edit .grad after the backward"
+    )
 
 
 def diagnose(trial: Trial, ref: Reference) -> str:
@@ -106,12 +121,16 @@ def _explain(found: list, expected_w: list[float], sizes: list[int]) -> str:
     if kinds == {"none"}:
         return "No stage computed any gradient: did each micro-batch's backward run?"
     if none:
-        return (f"Stage(s) {none} computed no gradient while later stages did: the activation was detached "
-                f"(or re-created) between stages; pass each stage's output, moved with .to(), to the next stage.")
+        return (
+            f"Stage(s) {none} computed no gradient while later stages did: the activation was detached "
+            f"(or re-created) between stages; pass each stage's output, moved with .to(), to the next stage."
+        )
     if "other" in kinds:
-        return ("The gradients are not a weighted sum of the micro-batches' own gradients: check that each "
-                "micro-batch's loss uses its own outputs and targets, and that each stage gets its input from "
-                "the previous stage.")
+        return (
+            "The gradients are not a weighted sum of the micro-batches' own gradients: check that each "
+            "micro-batch's loss uses its own outputs and targets, and that each stage gets its input from "
+            "the previous stage."
+        )
     weights = [w for _, _, w in found]
     first = weights[0]
     same = all(max(abs(a - b) for a, b in zip(first, w)) < 1e-3 * max(1.0, max(map(abs, first))) for w in weights)
@@ -123,14 +142,20 @@ def _explain_weights(w: list[float], expected_w: list[float], sizes: list[int]) 
     m = len(w)
     ratios = [x / e for x, e in zip(w, expected_w)]
     if m > 1 and all(_close(x, 1.0) for x in w):
-        return (f"Each micro-batch's loss counted with weight 1, so the gradients are about {m}x too large: "
-                f"weight each micro-batch's mean loss by rows/batch (microbatch_loss).")
+        return (
+            f"Each micro-batch's loss counted with weight 1, so the gradients are about {m}x too large: "
+            f"weight each micro-batch's mean loss by rows/batch (microbatch_loss)."
+        )
     if m > 1 and len(set(sizes)) > 1 and all(_close(x, 1 / m) for x in w):
-        return (f"Micro-batches weighted equally (1/m) but their sizes differ ({sizes}): weight each by "
-                f"rows/batch = {fmt_weights(expected_w)} (microbatch_loss).")
+        return (
+            f"Micro-batches weighted equally (1/m) but their sizes differ ({sizes}): weight each by "
+            f"rows/batch = {fmt_weights(expected_w)} (microbatch_loss)."
+        )
     if all(_close(r, ratios[0]) for r in ratios) and not _close(ratios[0], 1.0) and abs(ratios[0]) > 1e-6:
-        return (f"Every micro-batch's gradient is scaled by {ratios[0]:.4g}: the loss or the gradients are "
-                f"multiplied by an extra factor (check the weights of microbatch_loss and any scaling of .grad).")
+        return (
+            f"Every micro-batch's gradient is scaled by {ratios[0]:.4g}: the loss or the gradients are "
+            f"multiplied by an extra factor (check the weights of microbatch_loss and any scaling of .grad)."
+        )
     lines = []
     for k, (x, want) in enumerate(zip(w, expected_w)):
         if _close(x, want):
@@ -161,5 +186,7 @@ def check_loss(trial: Trial, ref: Reference) -> str | None:
         hint = " (about m times too large: weight each micro-batch's loss with microbatch_loss)"
     elif m > 1 and abs(ratio * m - 1) < 0.05:
         hint = " (about m times too small: did you return only one micro-batch's loss?)"
-    return (f"{trial.spec}: returned loss {loss:.6g}, the full-batch mean loss is {ref.loss:.6g}{hint}; return the "
-            f"sum over micro-batches of their weighted losses")
+    return (
+        f"{trial.spec}: returned loss {loss:.6g}, the full-batch mean loss is {ref.loss:.6g}{hint}; return the "
+        f"sum over micro-batches of their weighted losses"
+    )

@@ -42,8 +42,11 @@ def valid_settings(lists, which: str, settings: list) -> list:
     """The settings whose lists are valid; fails the test (one line) when none is."""
     valid = [s for s in settings if check_valid(lists(which, *s), which, *s) is None]
     if not valid:
-        pytest.fail(f"{practical.ACTION_LISTS[which].function}: no setting gives valid lists (see the validity "
-                    f"test), so this cannot be judged", pytrace=False)
+        pytest.fail(
+            f"{practical.ACTION_LISTS[which].function}: no setting gives valid lists (see the validity "
+            f"test), so this cannot be judged",
+            pytrace=False,
+        )
     return valid
 
 
@@ -51,8 +54,10 @@ def check_valid(schedule, which: str, p: int, m: int) -> str | None:
     try:
         validate(schedule, p, m)
     except ScheduleError as exc:
-        return (f"{call_name(which, p, m)} for stage = 0..{p - 1} gives lists that cannot run: {exc}\n"
-                f"(columns: the list of each stage; '1B0' is stage 1's backward of micro-batch 0)")
+        return (
+            f"{call_name(which, p, m)} for stage = 0..{p - 1} gives lists that cannot run: {exc}\n"
+            f"(columns: the list of each stage; '1B0' is stage 1's backward of micro-batch 0)"
+        )
     return None
 
 
@@ -65,10 +70,12 @@ def check_makespan(schedule, which: str, p: int, m: int) -> str | None:
         result = simulate(schedule, costs)
         ideal = (m + p - 1) * (costs.forward + costs.backward)
         if abs(result.makespan - ideal) > 1e-9:
-            return (f"{call_name(which, p, m)}: simulated with F = {costs.forward:g}, B = {costs.backward:g} your "
-                    f"lists take {result.makespan:g} time units; {practical.ACTION_LISTS[which].label} takes "
-                    f"{ideal:g}. Where a stage waits ('.') its list asks for work whose input cannot have "
-                    f"arrived yet:\n" + ascii_gantt(result, width=100) + "\nYour lists:\n" + format_grid(schedule))
+            return (
+                f"{call_name(which, p, m)}: simulated with F = {costs.forward:g}, B = {costs.backward:g} your "
+                f"lists take {result.makespan:g} time units; {practical.ACTION_LISTS[which].label} takes "
+                f"{ideal:g}. Where a stage waits ('.') its list asks for work whose input cannot have "
+                f"arrived yet:\n" + ascii_gantt(result, width=100) + "\nYour lists:\n" + format_grid(schedule)
+            )
     return None
 
 
@@ -83,13 +90,16 @@ def check_in_flight(schedule, which: str, p: int, m: int) -> str | None:
         want = m if which == "gpipe" else min(p - s, m)
         if (which == "gpipe" and got != want) or got > want:
             what = "all m =" if which == "gpipe" else "at most"
-            return (f"{call_name(which, p, m)}: stage {s} holds {got} micro-batches in flight at its peak (forward "
-                    f"started, backward not finished); {practical.ACTION_LISTS[which].label} holds {what} {want} "
-                    f"there. Peaks per stage: {dict(sorted(peaks.items()))}\n" + format_grid(schedule))
+            return (
+                f"{call_name(which, p, m)}: stage {s} holds {got} micro-batches in flight at its peak (forward "
+                f"started, backward not finished); {practical.ACTION_LISTS[which].label} holds {what} {want} "
+                f"there. Peaks per stage: {dict(sorted(peaks.items()))}\n" + format_grid(schedule)
+            )
     return None
 
 
 # -- Part 7 (bonus) ----------------------------------------------------------------------------------
+
 
 def bonus_costs(which: str, v: int = 1) -> Costs:
     """Interleaved: each chunk costs 1/v of a stage (F = 1, B = 2 per stage). Zero bubble: F = I = W = 1."""
@@ -125,9 +135,11 @@ def check_bonus_time(schedule, which: str, p: int, m: int, v: int = 1) -> str | 
     if result.makespan <= target + 1e-9:
         return None
     call = call_name(which, p, m, v if which == "interleaved" else None)
-    return (f"{call}: simulated ({_costs_text(which, v)}) your lists take {result.makespan:.4g} time units; "
-            f"{practical.ACTION_LISTS[which].label} takes {target:.4g}. Timeline ('.' = waiting):\n"
-            + ascii_gantt(result, width=100))
+    return (
+        f"{call}: simulated ({_costs_text(which, v)}) your lists take {result.makespan:.4g} time units; "
+        f"{practical.ACTION_LISTS[which].label} takes {target:.4g}. Timeline ('.' = waiting):\n"
+        + ascii_gantt(result, width=100)
+    )
 
 
 def check_bonus_memory(schedule, which: str, p: int, m: int, v: int = 1) -> str | None:
@@ -144,8 +156,10 @@ def check_bonus_memory(schedule, which: str, p: int, m: int, v: int = 1) -> str 
     for key in sorted(limit):
         if got.get(key, 0) > limit[key]:
             call = call_name(which, p, m, v if which == "interleaved" else None)
-            return (f"{call}: {unit} {key} holds {got[key]} micro-batches' activations at once; "
-                    f"{practical.ACTION_LISTS[which].label} holds at most {limit[key]} there. Peaks: {got}")
+            return (
+                f"{call}: {unit} {key} holds {got[key]} micro-batches' activations at once; "
+                f"{practical.ACTION_LISTS[which].label} holds at most {limit[key]} there. Peaks: {got}"
+            )
     return None
 
 

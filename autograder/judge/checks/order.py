@@ -26,8 +26,10 @@ from ..trial import Trial
 from .common import trial_failure
 
 GRID_WINDOW = 5
-LEGEND = ("Recorded order on each stage (F = forward, B = backward, stage then micro-batch: '1B3' is "
-          "stage 1's backward of micro-batch 3):")
+LEGEND = (
+    "Recorded order on each stage (F = forward, B = backward, stage then micro-batch: '1B3' is "
+    "stage 1's backward of micro-batch 3):"
+)
 
 
 class Incomplete(Exception):
@@ -43,8 +45,13 @@ def canonical(trial: Trial) -> list[Event]:
     forwards, backwards = _runs(trial)
     for (s, k), runs in sorted(backwards.items()):
         if len(runs) > 1:
-            raise Incomplete(_fail(trial, f"the backward of micro-batch {k} ran twice on stage {s}: call backward "
-                                          f"once per micro-batch", runs[1].event))
+            raise Incomplete(
+                _fail(
+                    trial,
+                    f"the backward of micro-batch {k} ran twice on stage {s}: call backward once per micro-batch",
+                    runs[1].event,
+                )
+            )
     kept = [_counted(runs, backwards, p).event for runs in forwards.values()]
     kept += [runs[0].event for runs in backwards.values()]
     kept.sort(key=lambda e: (e.start, e.end))
@@ -96,10 +103,12 @@ def reran_forwards(trial: Trial) -> str:
         return ""
     s, k = again[0]
     more = f" (and {len(again) - 1} more stage and micro-batch pairs)" if len(again) > 1 else ""
-    return (f"\nNote: stage {s} ran micro-batch {k}'s forward {counts[(s, k)]} times{more}. The forward that counts "
-            f"is the last one before the micro-batch's backward began on a later stage: a forward thrown away "
-            f"(under torch.no_grad()) earlier does not count, and activation checkpointing must wrap one stage at a "
-            f"time to keep the schedule's order.")
+    return (
+        f"\nNote: stage {s} ran micro-batch {k}'s forward {counts[(s, k)]} times{more}. The forward that counts "
+        f"is the last one before the micro-batch's backward began on a later stage: a forward thrown away "
+        f"(under torch.no_grad()) earlier does not count, and activation checkpointing must wrap one stage at a "
+        f"time to keep the schedule's order."
+    )
 
 
 def _fail(trial: Trial, summary: str, offending: Event | None, events: list[Event] | None = None) -> str:
@@ -164,9 +173,14 @@ def _naive(trial: Trial, events: list[Event]) -> str | None:
     for before, after in zip(order, order[1:]):
         if spans[after][0] < spans[before][1]:
             offending = next(e for e in events if e.mb == after)
-            return _fail(trial, f"{offending} started while micro-batch {before} was still in the pipeline: in the "
-                                f"naive schedule each micro-batch runs forward and backward through every stage "
-                                f"before the next one starts", offending, events)
+            return _fail(
+                trial,
+                f"{offending} started while micro-batch {before} was still in the pipeline: in the "
+                f"naive schedule each micro-batch runs forward and backward through every stage "
+                f"before the next one starts",
+                offending,
+                events,
+            )
     return None
 
 
@@ -178,9 +192,14 @@ def _gpipe(trial: Trial, events: list[Event]) -> str | None:
             last_forward[e.stage] = e
     for e in events:
         if e.kind == "B" and e.start < last_forward[e.stage].end:
-            return _fail(trial, f"{e} ran before {last_forward[e.stage]}: in GPipe every forward on a stage comes before "
-                                f"any backward (run the forward of every micro-batch first, keep their losses, then run "
-                                f"the backwards)", e, events)
+            return _fail(
+                trial,
+                f"{e} ran before {last_forward[e.stage]}: in GPipe every forward on a stage comes before "
+                f"any backward (run the forward of every micro-batch first, keep their losses, then run "
+                f"the backwards)",
+                e,
+                events,
+            )
     return None
 
 
@@ -191,14 +210,18 @@ def _delayed(trial: Trial, events: list[Event]) -> str | None:
     expected = delayed_backward_schedule(spec.num_stages, spec.num_microbatches)
     recorded = schedule_from_events(events)
     for s in range(spec.num_stages):
-        for i, (got, want) in enumerate(zip(recorded.get(s, []), expected[s])):
+        for got, want in zip(recorded.get(s, []), expected[s]):
             if got != want:
                 offending = next(e for e in events if (e.stage, e.kind, e.mb) == tuple(got))
                 if want.kind == "B" and got.kind == "F":
-                    why = (f"stage {s} ran {got} where the loop runs {want}: after the forward of micro-batch "
-                           f"{want.mb + 1}, run the backward of micro-batch {want.mb} before the next forward")
+                    why = (
+                        f"stage {s} ran {got} where the loop runs {want}: after the forward of micro-batch "
+                        f"{want.mb + 1}, run the backward of micro-batch {want.mb} before the next forward"
+                    )
                 else:
-                    why = (f"stage {s} ran {got} where the loop runs {want}: forward micro-batch i, then the backward "
-                           f"of micro-batch i-1 (and the last micro-batch's backward after the loop)")
+                    why = (
+                        f"stage {s} ran {got} where the loop runs {want}: forward micro-batch i, then the backward "
+                        f"of micro-batch i-1 (and the last micro-batch's backward after the loop)"
+                    )
                 return _fail(trial, why, offending, events)
     return None

@@ -15,8 +15,8 @@ from torch import nn
 
 from ..sandbox import BadData
 
-
 # -- partition -------------------------------------------------------------------------------------
+
 
 @functools.lru_cache(maxsize=16)
 def judge_model(widths: tuple[int, ...], seed: int) -> nn.Sequential:
@@ -40,8 +40,14 @@ def stage_layers(data: dict, widths, seed: int) -> list[list[int]]:
             raise BadData("the call returned malformed data (stage parameters)")
         found: list[int] = []
         for value in params:
-            owner = next((i for i, ref in owners if isinstance(value, torch.Tensor) and value.shape == ref.shape
-                          and torch.equal(value, ref)), -1)
+            owner = next(
+                (
+                    i
+                    for i, ref in owners
+                    if isinstance(value, torch.Tensor) and value.shape == ref.shape and torch.equal(value, ref)
+                ),
+                -1,
+            )
             if not found or found[-1] != owner:
                 found.append(owner)
         stages.append(found)
@@ -62,8 +68,10 @@ def check_cover(data: dict, widths, stages: int, seed: int, call: str) -> str | 
         what = f"a {kinds[empty]}, not a module with layers" if kinds[empty] not in ("Sequential",) else "empty"
         return f"{where}: stage {empty} is {what}; every stage is an nn.Sequential of at least one layer"
     if any(-1 in ls for ls in layers):
-        return (f"{where}: a stage holds parameters that are none of the model's (-1): build the stages from the "
-                f"model's own layers, do not copy or create layers")
+        return (
+            f"{where}: a stage holds parameters that are none of the model's (-1): build the stages from the "
+            f"model's own layers, do not copy or create layers"
+        )
     flat = [i for ls in layers for i in ls]
     count = len(widths) - 1
     if sorted(flat) != list(range(count)) and len(set(flat)) == len(flat):
@@ -73,8 +81,10 @@ def check_cover(data: dict, widths, stages: int, seed: int, call: str) -> str | 
         twice = next(i for i in flat if flat.count(i) > 1)
         return f"{where}: layer {twice} is in more than one stage; each layer belongs to exactly one stage"
     if flat != list(range(count)):
-        return (f"{where}: the stages are not contiguous and in order: concatenated they must list layers "
-                f"0..{count - 1} in order")
+        return (
+            f"{where}: the stages are not contiguous and in order: concatenated they must list layers "
+            f"0..{count - 1} in order"
+        )
     if data.get("runs"):
         return f"{call}: {data['runs']}"
     return None
@@ -85,7 +95,7 @@ def optimal_max_stage(sizes: list[int], num_stages: int) -> int:
     n = len(sizes)
     prefix = [0, *itertools.accumulate(sizes)]
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def best(i: int, k: int) -> int:
         if k == 1:
             return prefix[n] - prefix[i]
@@ -101,11 +111,12 @@ def check_balanced(layers: list[list[int]], widths, stages: int, call: str) -> s
     if max(stage_params) <= best:
         return None
     counts = [len(ls) for ls in layers]
-    hint = (" (an even split by layer count; the layers have different sizes)"
-            if max(counts) - min(counts) <= 1 else "")
-    return (f"{call}: with layers of {sizes} parameters your stages hold {stage_params} (largest "
-            f"{max(stage_params)}); the best contiguous split has a largest stage of {best}{hint}. Choose the cuts "
-            f"that make the largest stage's parameter count as small as possible.")
+    hint = " (an even split by layer count; the layers have different sizes)" if max(counts) - min(counts) <= 1 else ""
+    return (
+        f"{call}: with layers of {sizes} parameters your stages hold {stage_params} (largest "
+        f"{max(stage_params)}); the best contiguous split has a largest stage of {best}{hint}. Choose the cuts "
+        f"that make the largest stage's parameter count as small as possible."
+    )
 
 
 def check_shares_parameters(data: dict, call: str) -> str | None:
@@ -116,9 +127,11 @@ def check_shares_parameters(data: dict, call: str) -> str | None:
         return f"{call}: the stages could not be run one after the other on a batch"
     missing = [i for i, g in enumerate(grads) if not isinstance(g, torch.Tensor) or not bool(g.abs().sum() > 0)]
     if missing:
-        return (f"{call}: after a backward through the stages, {len(missing)} of the model's {len(grads)} parameters "
-                f"have no gradient: the stages hold copies of layers (copy.deepcopy, new nn.Linear); build them "
-                f"from the model's own layers so that gradients land in the model")
+        return (
+            f"{call}: after a backward through the stages, {len(missing)} of the model's {len(grads)} parameters "
+            f"have no gradient: the stages hold copies of layers (copy.deepcopy, new nn.Linear); build them "
+            f"from the model's own layers so that gradients land in the model"
+        )
     return None
 
 
@@ -128,8 +141,10 @@ def check_devices(data: dict, devices: list[str], call: str) -> str | None:
     got = [sorted(set(s.get("devices") or [])) for s in data.get("stages") or []]
     want = [[d] for d in devices]
     if got != want:
-        return (f"{call} with devices {devices}: the stages' parameters are on {got}; stage s must be moved to "
-                f"devices[s] (stage.to(devices[s]))")
+        return (
+            f"{call} with devices {devices}: the stages' parameters are on {got}; stage s must be moved to "
+            f"devices[s] (stage.to(devices[s]))"
+        )
     return None
 
 
@@ -150,6 +165,7 @@ def check_bad_calls(data: dict, cases: list, template: str, layers: int) -> str 
 
 # -- micro-batches ---------------------------------------------------------------------------------
 
+
 def tensor_split_sizes(total: int, parts: int) -> list[int]:
     base, extra = divmod(total, parts)
     return [base + (1 if k < extra else 0) for k in range(parts)]
@@ -169,11 +185,16 @@ def check_split(outcome: dict, inputs: torch.Tensor, targets: torch.Tensor, m: i
     sizes = [int(x.shape[0]) if x.dim() else 0 for x, _ in pieces]
     want = tensor_split_sizes(inputs.shape[0], m)
     if sizes != want:
-        return f"{call} gave micro-batches of sizes {sizes}; expected {want}{_size_hint(sizes, want, inputs.shape[0], m)}"
+        return (
+            f"{call} gave micro-batches of sizes {sizes}; expected {want}{_size_hint(sizes, want, inputs.shape[0], m)}"
+        )
     xs, ys = [x for x, _ in pieces], [y for _, y in pieces]
     if not torch.equal(torch.cat(xs), inputs):
         if sorted(torch.cat(xs)[:, 0].tolist()) == sorted(inputs[:, 0].tolist()):
-            return f"{call}: every row is there, but not in order: concatenated, the micro-batches must give the batch back"
+            return (
+                f"{call}: every row is there, but not in order: concatenated, the micro-batches must give the "
+                f"batch back"
+            )
         return f"{call}: the micro-batches do not hold the batch's rows (rows missing, repeated or changed)"
     if any(y.shape[0] != x.shape[0] for x, y in pieces) or not torch.equal(torch.cat(ys), targets):
         return f"{call}: some micro-batch's targets are not the targets of its own rows"
@@ -205,7 +226,7 @@ def check_loss_parts(parts: list, outputs: torch.Tensor, targets: torch.Tensor, 
         value = part["value"].get("value")
         if not isinstance(value, torch.Tensor) or value.numel() != 1:
             return f"{call} returned {_kind(value)}; return the weighted loss as a scalar tensor"
-        out, tgt = outputs[row:row + size].clone().requires_grad_(True), targets[row:row + size]
+        out, tgt = outputs[row : row + size].clone().requires_grad_(True), targets[row : row + size]
         want = loss_fn(out, tgt) * (size / n)
         (want_grad,) = torch.autograd.grad(want, out)
         grad = part["value"].get("grad")
@@ -213,12 +234,15 @@ def check_loss_parts(parts: list, outputs: torch.Tensor, targets: torch.Tensor, 
             return f"{call} returned a tensor with no gradient: keep it in the graph (no .item(), no .detach())"
         if not torch.allclose(grad.to(want_grad.dtype), want_grad, rtol=1e-4, atol=1e-7):
             ratio = float(value) / float(want) if float(want) else float("nan")
-            return (f"{call} returned {float(value):.6g}; its share of the full-batch mean loss is {float(want):.6g} "
-                    f"(your value is {ratio:.3g} times that): multiply the micro-batch's mean loss by rows / batch_size")
+            return (
+                f"{call} returned {float(value):.6g}; its share of the full-batch mean loss is {float(want):.6g} "
+                f"(your value is {ratio:.3g} times that): multiply the micro-batch's mean loss by rows / batch_size"
+            )
         values.append(float(value))
         row += size
     if abs(sum(values) - full) > 1e-5 * abs(full):
-        return f"the micro-batch losses {[round(v, 5) for v in values]} sum to {sum(values):.6g}, not the full-batch {full:.6g}"
+        rounded = [round(v, 5) for v in values]
+        return f"the micro-batch losses {rounded} sum to {sum(values):.6g}, not the full-batch {full:.6g}"
     return None
 
 

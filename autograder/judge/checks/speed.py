@@ -76,20 +76,26 @@ def check_speed(trial: Trial) -> str | None:
     spec = trial.spec
     inside = syncs_in_loop(trial)
     if inside:
-        return (f"{spec}: your step reads a tensor's value on the host inside its loop ({inside[0]}"
-                + (f", and {len(inside) - 1} more" if len(inside) > 1 else "") + "). On a GPU such a read (.item(), "
-                "float(t), print(t), t.cpu(), if t > 0) waits until every queued kernel has finished, so the host cannot queue "
-                "the next stage's work and the pipeline runs one stage at a time. Keep the losses as tensors and call "
-                ".item() once, after the loop.")
+        return (
+            f"{spec}: your step reads a tensor's value on the host inside its loop ({inside[0]}"
+            + (f", and {len(inside) - 1} more" if len(inside) > 1 else "")
+            + "). On a GPU such a read (.item(), "
+            "float(t), print(t), t.cpu(), if t > 0) waits until every queued kernel has finished, so the host "
+            "cannot queue "
+            "the next stage's work and the pipeline runs one stage at a time. Keep the losses as tensors and call "
+            ".item() once, after the loop."
+        )
     replay = replayed(trial)
     result = replay.result
     speedup = serial_work(trial, recomputed(trial)) / result.makespan
     need = practical.STEP_SCHEDULES[spec.schedule].speed[spec.num_microbatches]
     if speedup >= need:
         return None
-    return (f"{spec}: replayed on {spec.num_stages} in-order devices your schedule takes {result.makespan:.1f} time "
-            f"units, {speedup:.2f}x faster than the naive pipeline; at least {need:.2f}x is expected. Devices wait "
-            f"on each other where the timeline shows '.'{_extra(replay)}:\n" + ascii_gantt(result, width=96))
+    return (
+        f"{spec}: replayed on {spec.num_stages} in-order devices your schedule takes {result.makespan:.1f} time "
+        f"units, {speedup:.2f}x faster than the naive pipeline; at least {need:.2f}x is expected. Devices wait "
+        f"on each other where the timeline shows '.'{_extra(replay)}:\n" + ascii_gantt(result, width=96)
+    )
 
 
 def _extra(replay: TraceReplay) -> str:
@@ -98,13 +104,14 @@ def _extra(replay: TraceReplay) -> str:
         return ""
     (s, k), n = next(iter(replay.extra_forwards.items()))
     more = len(replay.extra_forwards) - 1
-    return (f". Your step also ran forwards beyond one per stage and micro-batch (stage {s} ran micro-batch {k}'s "
-            f"forward {n + 1} times" + (f", and {more} more (stage, micro-batch) pairs" if more else "") +
-            "): each one is device time, and a forward run again through several stages waits for the stage "
-            "before it again. A recomputation after the forward that counts (activation checkpointing) is added to "
-            "the naive pipeline's time too; a forward thrown away before it only costs time")
-
-
+    return (
+        f". Your step also ran forwards beyond one per stage and micro-batch (stage {s} ran micro-batch {k}'s "
+        f"forward {n + 1} times"
+        + (f", and {more} more (stage, micro-batch) pairs" if more else "")
+        + "): each one is device time, and a forward run again through several stages waits for the stage "
+        "before it again. A recomputation after the forward that counts (activation checkpointing) is added to "
+        "the naive pipeline's time too; a forward thrown away before it only costs time"
+    )
 
 
 def check_memory(trial: Trial) -> str | None:
@@ -122,9 +129,11 @@ def check_memory(trial: Trial) -> str | None:
         if (rule.exact_in_flight and got != want) or got > want:
             what = "exactly" if rule.exact_in_flight else "at most"
             held = replay.held_bytes()
-            return (f"{spec}: stage {s} held {got} micro-batches in flight (forward started, backward not yet "
-                    f"ended); {rule.label} keeps {what} {want}. Peaks per stage: {dict(sorted(peaks.items()))}; "
-                    f"saved activations at the peak, per stage: {_kib(held)}.")
+            return (
+                f"{spec}: stage {s} held {got} micro-batches in flight (forward started, backward not yet "
+                f"ended); {rule.label} keeps {what} {want}. Peaks per stage: {dict(sorted(peaks.items()))}; "
+                f"saved activations at the peak, per stage: {_kib(held)}."
+            )
     return None
 
 
