@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 PACKAGE = "assignment"  # the student package; a graded submission is imported as SUBMISSION_PACKAGE
 SUBMISSION_PACKAGE = "submission"
+NOTEBOOK_ASSIGNMENT, NOTEBOOK = "practical9", "practical9.ipynb"  # nbgrader's assignment id, the notebook
 EDITABLE_FILES = ("partition.py", "microbatch.py", "schedules.py", "per_stage.py")
 PROVIDED_FILES = ("__init__.py", "model.py", "devices.py", "run.py")
 

@@ -11,7 +11,7 @@ The gradebook has one row per student (:mod:`.roster`: a Gradescope export's
 ``submission_metadata.yml`` gives names, SIDs, emails and submission times; each member of a group
 submission gets a row): identity, ``late`` (against ``--deadline``), points per row of the score
 table, the code total and maximum, with ``--notebooks COURSE_DIR`` the nbgrader notebook points
-(autograded and manual, from ``course.notebook_scores``), the total, status, a one-line reason
+(autograded and manual, from :mod:`.notebooks`), the total, status, a one-line reason
 for a grading that stopped, and integrity flags.
 """
 
@@ -28,6 +28,7 @@ from pathlib import Path
 from .. import practical
 from ..judge.text import csv_cell
 from .grade import Graded, GradeError, Settings, grade_submission
+from .notebooks import notebook_scores
 from .roster import RosterError, Submitter, parse_deadline, read_roster
 
 
@@ -162,8 +163,6 @@ def _settings(args) -> tuple[dict[str, list[Submitter]] | None, dt.datetime | No
                 f"--notebooks {args.notebooks}: not an nbgrader course (no nbgrader_config.py); make "
                 f"it with python -m autograder.instructor.course init"
             )
-        from ..instructor.course import notebook_scores
-
         scores = notebook_scores(args.notebooks)
     return roster, deadline, scores
 
