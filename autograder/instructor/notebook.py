@@ -19,7 +19,7 @@ it releases the same cells, ids, points and checksums (``tests/test_notebook.py`
 nbgrader is TA tooling (the ``ta`` extra), never something students install: it is imported only
 when a notebook is released, and a missing nbgrader is one line telling the TA what to install.
 The output is deterministic (same bytes on every run), so ``python -m autograder.release --check``
-works. Every reference answer is returned as a :class:`~autograder.release.Region` (task id
+works. Every reference answer is returned as a :class:`~autograder.instructor.skeleton.Region` (task id
 ``notebook.<grade_id>``), so the release's leak scan looks for its lines everywhere students get.
 """
 
@@ -28,6 +28,8 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+
+from .skeleton import FileRelease, MarkerError, Region, ReleaseError
 
 NOTEBOOK_TASK_PREFIX = "notebook."
 BEGIN_DELIMITER = "BEGIN SOLUTION"  # nbgrader's ClearSolutions delimiters (substring of a line)
@@ -38,8 +40,6 @@ INSTALL_HINT = 'pip install -e ".[ta]"'
 
 def _nbgrader(shown: str = "a notebook"):
     """nbformat and nbgrader's preprocessors, imported only now (they belong to the TA extra)."""
-    from .release import ReleaseError
-
     try:
         import nbformat
         from nbgrader.preprocessors import (
@@ -106,8 +106,6 @@ def _marker_lines(data: str) -> list[int]:
 def answer_regions(source, nb) -> tuple[list, list[str]]:
     """``(regions, public lines)`` of a source notebook: one Region per solution region (a solution
     cell without markers is one region, the whole cell, as nbgrader replaces it whole)."""
-    from .release import Region
-
     begin_lines = _marker_lines(source.data.decode("utf-8"))
     regions, public = [], []
     found = 0
@@ -139,8 +137,6 @@ def answer_regions(source, nb) -> tuple[list, list[str]]:
 
 def _check_markers(source, nb) -> None:
     """A line that looks like a solution marker but is not nbgrader's would leak its answer."""
-    from .release import MarkerError
-
     for index, cell in enumerate(nb.cells):
         for line in _source(cell).split("\n"):
             if _LOOKS_LIKE_MARKER.search(line) and BEGIN_DELIMITER not in line and END_DELIMITER not in line:
@@ -160,15 +156,13 @@ def clear_notebook(nb):
 
 
 def release_notebook(source):
-    """The release transform of ``.ipynb`` files (see ``autograder.release.TRANSFORMS``).
+    """The release transform of ``.ipynb`` files (see ``autograder.instructor.package.TRANSFORMS``).
 
     Returns a FileRelease: the student notebook (answers cleared, outputs cleared, grade and
     read-only cells locked, checksums computed), the reference answers as regions, and the text
     outside them (students see it anyway). Raises ReleaseError naming the file when the notebook
     is not valid JSON / nbformat / nbgrader metadata, or an answer would survive the release.
     """
-    from .release import FileRelease, ReleaseError
-
     nbformat, _ = _nbgrader(source.shown)
     try:
         text = source.data.decode("utf-8")

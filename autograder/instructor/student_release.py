@@ -27,15 +27,15 @@ import tempfile
 from pathlib import Path
 
 from .. import layout
-from . import release
-from .release import REPO_ROOT
+from .package import REPO_ROOT, generate, leaked_lines, solution_regions
+from .skeleton import ReleaseError
 
 MARKER_FILE = ".practical-release"
 STUDENT_BEGIN, STUDENT_END = "<!-- BEGIN STUDENT -->", "<!-- END STUDENT -->"
 TOP_FILES = ("HANDOUT.md", "Dockerfile", "constraints.txt", ".gitignore")
 
 
-class ReleaseRefused(release.ReleaseError):
+class ReleaseRefused(ReleaseError):
     """The release was not written (the reference fails, or something would leak)."""
 
 
@@ -116,7 +116,7 @@ def student_pyproject(text: str) -> str:
 
 def build_student_files(root: Path = REPO_ROOT) -> dict[str, bytes]:
     """Every file of the student repository, path -> content (nothing written)."""
-    files = {f"assignment/{rel}": data for rel, data in release.generate(root / "solutions").items()}
+    files = {f"assignment/{rel}": data for rel, data in generate(root / "solutions").items()}
     for rel in layout.files_for("students", root / "autograder"):  # no hidden/, no instructor/
         files[f"autograder/{rel}"] = (root / "autograder" / rel).read_bytes()
     files["README.md"] = student_readme((root / "README.md").read_text()).encode()
@@ -132,7 +132,7 @@ def leaks(files: dict[str, bytes], root: Path = REPO_ROOT) -> list[str]:
     """Anything in the student files that must not be there."""
     found = [f"{p}: solutions are not released" for p in files if p.startswith("solutions/")]
     found += [f"{p}: hidden tests are not released" for p in files if "/hidden/" in p]
-    found += release.leaked_lines(files, release.solution_regions(root / "solutions"))
+    found += leaked_lines(files, solution_regions(root / "solutions"))
     return found
 
 

@@ -15,7 +15,8 @@ import zipfile
 from pathlib import Path
 
 from .. import layout
-from .release import REPO_ROOT, ReleaseError, check, package_files
+from .package import REPO_ROOT, check, package_files
+from .skeleton import ReleaseError
 
 HERE = REPO_ROOT / "autograder" / "gradescope"
 ENTRY_POINTS = ("setup.sh", "run_autograder")
