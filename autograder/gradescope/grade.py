@@ -1,7 +1,5 @@
-"""Grade submissions the way Gradescope does, locally or in the autograder image.
-
-    python -m autograder.grade SUBMISSION [--results results.json]              # a folder or a .zip
-    python -m autograder.grade --batch DIR --csv grades.csv [--out DIR] [--jobs N]
+"""Grade one submission the way Gradescope does, locally or in the autograder image
+(:func:`grade_submission`; the command line is :mod:`.cli`, ``python -m autograder.grade``).
 
 One grading: the submission's editable files are staged into a private folder of this process
 (``judge.staging``: nothing else of the submission is read), then the judge, ``pytest autograder``
@@ -14,7 +12,6 @@ were not graded. Student code cannot reach this process (another uid, or Landloc
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -262,69 +259,3 @@ def _finish(graded: Graded, results_path: Path | None) -> Graded:
     if results_path is not None:
         R.write_json(results_path, graded.doc)
     return graded
-
-
-def main(argv: list[str] | None = None) -> int:
-    from .batch import add_batch_arguments, run_batch
-
-    parser = argparse.ArgumentParser(prog="python -m autograder.grade", description=__doc__.splitlines()[0])
-    parser.add_argument("submission", nargs="?", type=Path, help="a submission folder or .zip")
-    parser.add_argument("--results", type=Path, default=Path("results.json"), help="where to write results.json")
-    parser.add_argument("--no-hidden", action="store_true", help="skip the hidden tests")
-    parser.add_argument(
-        "--budget",
-        "--timeout",
-        type=float,
-        default=DEFAULT_TOTAL_S,
-        dest="budget",
-        help=f"seconds for one whole grading (default {DEFAULT_TOTAL_S:g})",
-    )
-    parser.add_argument(
-        "--call-timeout",
-        "--trial-timeout",
-        type=float,
-        default=20.0,
-        dest="call_timeout",
-        help="seconds for one call into student code (default 20)",
-    )
-    parser.add_argument(
-        "--select",
-        default=None,
-        metavar="EXPR",
-        help="grade only the tests that pytest -k EXPR selects (to try the grader on a few tests)",
-    )
-    parser.add_argument("--user", default=None, help=argparse.SUPPRESS)  # kept: a private uid is now automatic
-    add_batch_arguments(parser)
-    args = parser.parse_args(argv)
-    settings = Settings(
-        hidden=not args.no_hidden,
-        budget=args.budget,
-        call_timeout=args.call_timeout,
-        extra_args=["-k", args.select] if args.select else [],
-    )
-    if args.budget <= 0 or args.call_timeout <= 0:
-        print("error: --budget and --call-timeout must be positive numbers of seconds", file=sys.stderr)
-        return 2
-    try:
-        if args.batch:
-            return run_batch(args, settings)
-        if args.submission is None:
-            raise GradeError("give a submission folder or .zip, or --batch DIR")
-        if not args.submission.exists():
-            raise GradeError(f"{args.submission}: no such file or folder")
-        graded = grade_submission(args.submission, args.results, settings)
-    except OSError as exc:
-        print(f"error: cannot write the results: {exc}", file=sys.stderr)
-        return 2
-    except GradeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(graded.doc["output"])
-    if graded.flags:
-        print(f"integrity (for TAs): {integrity.summary(graded.flags)}")
-    print(f"results: {args.results}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
