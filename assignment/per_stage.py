@@ -74,10 +74,10 @@ def interleaved_actions(rank: int, num_ranks: int, num_microbatches: int, stages
     and marks the first wrong action. A rank's activation memory is the number of (chunk,
     micro-batch) pairs in flight on it at once.
 
-    Graded: validity; the simulated step time is Megatron's (its bubble is 1F1B's divided by v);
-    no rank holds more chunk activations than Megatron's. Like Megatron-LM, with v >= 2,
-    ``num_microbatches`` must be a multiple of ``num_ranks``: raise ``ValueError`` otherwise, with a
-    one-line message. With v = 1 return 1F1B's list, for any m.
+    Graded: validity; the simulated step time is Megatron's (its idle time, and so its bubble ratio
+    idle / busy, is 1F1B's divided by v); no rank holds more chunk activations than Megatron's.
+    Like Megatron-LM, with v >= 2, ``num_microbatches`` must be a multiple of ``num_ranks``: raise
+    ``ValueError`` otherwise, with a one-line message. With v = 1 return 1F1B's list, for any m.
     """
     raise NotImplementedError("part7.interleaved_actions: 1F1B on a pipeline p*v stages long folded onto p ranks: micro-batches go through each chunk in groups of p, and the warm-up covers the wait for the first gradient through every later chunk")
 
@@ -92,7 +92,7 @@ def zero_bubble_actions(stage: int, num_stages: int, num_microbatches: int) -> l
     (``validate(lists, p, m)``). A micro-batch stays in flight on a stage until its ``W`` ends.
 
     Graded: validity (any m, m < p too); simulated with F = I = W, the step time ZB-H1 reaches
-    (about a third of 1F1B's bubble when m >= p); no stage ever holds more than min(p, m)
-    micro-batches in flight, the peak of 1F1B's first stage.
+    (when m >= p, a third of 1F1B's idle time); no stage ever holds more than min(p, m)
+    micro-batches in flight.
     """
     raise NotImplementedError("part7.zero_bubble_actions: keep 1F1B's order of F and I, the only halves on the path between stages; delay each W just enough to fill the idle slots at the end")

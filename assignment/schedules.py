@@ -55,7 +55,7 @@ def gpipe_step(
 def delayed_backward_step(
     stages: list[nn.Module], inputs: torch.Tensor, targets: torch.Tensor, loss_fn: nn.Module, num_microbatches: int
 ) -> float:
-    """Option C (Part 5): the delayed-backward loop of the handout.
+    """Option C: the delayed-backward loop (the code of the handout's Part 5).
 
     For i in 0..m-1: forward micro-batch i through every stage; then, if i > 0, compute the loss of
     micro-batch i-1 and run its backward. After the loop, run the backward of the last micro-batch.

@@ -12,7 +12,8 @@ gradient, keeping the graph; ``W``: the weight gradients, later).
 * :func:`run_actions_single` runs every rank's list in **one process**, issuing the actions in a
   dependency-respecting interleaving (round-robin over ranks: each rank's next action as soon as
   its input has been produced). The stages may be wrapped by the tracing harness, so a per-stage
-  schedule can be traced and replayed next to the Part 5 loop (:func:`traced_single_step`).
+  schedule can be traced and replayed next to the delayed-backward loop, Option C
+  (:func:`traced_single_step`).
 * :class:`PipelinePool` / :func:`launch` run it with **one process per rank**. Each rank builds
   the course model from the seed, keeps its stages and executes its own list
   (:mod:`autograder.dist.rank`): ``F`` waits for the activation of ``F(s-1)``, runs the stage and
@@ -49,8 +50,15 @@ on the wrong rank raise :class:`RuntimeInputError` with a one-line message (the 
 marked grid is in its ``details``).
 """
 
-from .emulate import (DeviceTime, EmulatedTime, backward_pass, device_sleep, ideal_step_time, naive_step_time,
-                      simulated_step_time)
+from .emulate import (
+    DeviceTime,
+    EmulatedTime,
+    backward_pass,
+    device_sleep,
+    ideal_step_time,
+    naive_step_time,
+    simulated_step_time,
+)
 from .pool import PipelinePool, RunResult, default_backend, default_start_method, launch
 from .single import max_relative_error, reference_gradients, run_actions_single, traced_single_step
 from .spec import PipelineError, PipelineSpec, RuntimeInputError, check_schedule, check_spec

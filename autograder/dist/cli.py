@@ -15,8 +15,16 @@ from ..schedules import Schedule, parse_schedule
 from .pool import _merge, _rank_device, launch
 from .rank import run_rank
 from .single import max_relative_error, reference_gradients
-from .spec import (DEFAULT_INIT_TIMEOUT, DEFAULT_RECV_TIMEOUT, PipelineError, PipelineSpec, RuntimeInputError,
-                   _plain_schedule, check_schedule, check_spec)
+from .spec import (
+    DEFAULT_INIT_TIMEOUT,
+    DEFAULT_RECV_TIMEOUT,
+    PipelineError,
+    PipelineSpec,
+    RuntimeInputError,
+    _plain_schedule,
+    check_schedule,
+    check_spec,
+)
 
 SCHEDULE_NAMES = ("naive", "gpipe", "1f1b", "interleaved", "zero_bubble")
 DEFAULT_IMPLS = ("solutions", "assignment")  # without --impl: the first of these packages that exists
@@ -79,8 +87,9 @@ def summary(result: RunResult, width: int = 100) -> str:
     lines = [f"{spec}: {len(result.step_times)} step(s), median step {result.median_step_time * 1e3:.2f} ms"]
     if spec.seconds_per_batch:
         ideal = spec.simulated_step_time(result.schedule)
-        lines[-1] += f", ideal (simulated makespan) = {ideal * 1e3:.2f} ms, " \
-                     f"measured/ideal {result.median_step_time / ideal:.3f}"
+        lines[-1] += (
+            f", ideal (simulated makespan) = {ideal * 1e3:.2f} ms, measured/ideal {result.median_step_time / ideal:.3f}"
+        )
     lines.append(f"loss {result.loss:.6g} (reference {loss:.6g}); max |g - g_ref| / max |g_ref| = {err:.2e}")
     lines.append(ascii_gantt(result.timeline(), width=width))
     return "\n".join(lines)
@@ -90,12 +99,18 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m autograder.dist",
         description="Run a per-stage pipeline schedule with one process per stage (torch.distributed). "
-                    "Starts its own processes, or runs as one rank under torchrun.")
-    parser.add_argument("--schedule", default="1f1b", help=f"which lists to run: {', '.join(SCHEDULE_NAMES)} (default 1f1b)")
+        "Starts its own processes, or runs as one rank under torchrun.",
+    )
+    parser.add_argument(
+        "--schedule", default="1f1b", help=f"which lists to run: {', '.join(SCHEDULE_NAMES)} (default 1f1b)"
+    )
     parser.add_argument("-v", "--stages-per-rank", type=int, default=1, help="model chunks per rank (interleaved)")
-    parser.add_argument("--impl", default=None,
-                        help="take the gpipe/1f1b lists from this package's per_stage.py: assignment, solutions or "
-                             "a submission directory (default: solutions if this repository has it, else assignment)")
+    parser.add_argument(
+        "--impl",
+        default=None,
+        help="take the lists from this package's per_stage.py: assignment, solutions or "
+        "a submission directory (default: solutions if this repository has it, else assignment)",
+    )
     parser.add_argument("-p", "--stages", type=int, default=4)
     parser.add_argument("-m", "--microbatches", type=int, default=8)
     parser.add_argument("--batch", type=int, default=16)
@@ -116,17 +131,25 @@ def _torchrun_main(args, schedule: Schedule, spec: PipelineSpec) -> int:
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
     if world < spec.num_stages:
-        print(f"error: {spec.num_stages} stages need {spec.num_stages} ranks, torchrun started {world}",
-              file=sys.stderr)
+        print(
+            f"error: {spec.num_stages} stages need {spec.num_stages} ranks, torchrun started {world}", file=sys.stderr
+        )
         return 2
     torch.set_num_threads(1)
-    backend = args.backend or ("nccl" if torch.cuda.is_available() and torch.cuda.device_count() > local_rank
-                               else "gloo")
+    backend = args.backend or (
+        "nccl" if torch.cuda.is_available() and torch.cuda.device_count() > local_rank else "gloo"
+    )
     if backend == "nccl":
         os.environ.setdefault("TORCH_NCCL_BLOCKING_WAIT", "1")
     dist.init_process_group(backend, timeout=datetime.timedelta(seconds=DEFAULT_INIT_TIMEOUT))
-    job = {"id": 1, "schedule": _plain_schedule(schedule), "spec": asdict(spec), "steps": args.steps,
-           "recv_timeout": args.recv_timeout, "transport": "p2p"}  # ranks may be on several machines
+    job = {
+        "id": 1,
+        "schedule": _plain_schedule(schedule),
+        "spec": asdict(spec),
+        "steps": args.steps,
+        "recv_timeout": args.recv_timeout,
+        "transport": "p2p",
+    }  # ranks may be on several machines
     out = run_rank(rank, world, job, _rank_device(backend, local_rank))
     if out["error"]:
         print(f"error: {out['error']}", file=sys.stderr, flush=True)
@@ -142,12 +165,25 @@ def _torchrun_main(args, schedule: Schedule, spec: PipelineSpec) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     v = args.stages_per_rank if args.schedule == "interleaved" else 1
-    spec = PipelineSpec(args.stages, args.microbatches, args.batch, width=args.width, depth=args.depth,
-                        seed=args.seed, kind=args.kind, seconds_per_batch=args.f, stages_per_rank=v)
+    spec = PipelineSpec(
+        args.stages,
+        args.microbatches,
+        args.batch,
+        width=args.width,
+        depth=args.depth,
+        seed=args.seed,
+        kind=args.kind,
+        seconds_per_batch=args.f,
+        stages_per_rank=v,
+    )
     try:
         check_spec(spec)
-        schedule = check_schedule(schedule_named(args.schedule, args.stages, args.microbatches, args.impl, v),
-                                  args.stages, args.microbatches, stages_per_rank=v)
+        schedule = check_schedule(
+            schedule_named(args.schedule, args.stages, args.microbatches, args.impl, v),
+            args.stages,
+            args.microbatches,
+            stages_per_rank=v,
+        )
         if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
             return _torchrun_main(args, schedule, spec)
         result = launch(schedule, spec, args.steps, recv_timeout=args.recv_timeout, backend=args.backend)

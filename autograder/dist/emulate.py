@@ -27,6 +27,7 @@ backward ``I = W = B / 2`` (:class:`DeviceTime`). Waiting does not use the CPU, 
   microseconds: the process's timer slack is set to 1 ns (Linux) and the last :data:`SPIN_S`
   seconds are spun (a sleeping thread wakes ~50 us late on a virtual machine even then).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -52,6 +53,7 @@ def precise_timers() -> None:
     _SLACK.append(True)
     try:
         import ctypes
+
         ctypes.CDLL(None, use_errno=True).prctl(29, 1, 0, 0, 0)  # PR_SET_TIMERSLACK = 29
     except (OSError, AttributeError):  # pragma: no cover (not Linux)
         pass
@@ -205,14 +207,21 @@ class EmulatedTime(nn.Module):
     ``seconds_per_batch = 0`` it is a plain pass-through.
     """
 
-    def __init__(self, inner: nn.Module, seconds_per_batch: float, batch_size: int,
-                 backward_factor: float = BACKWARD_FACTOR, input_fraction: float = INPUT_FRACTION):
+    def __init__(
+        self,
+        inner: nn.Module,
+        seconds_per_batch: float,
+        batch_size: int,
+        backward_factor: float = BACKWARD_FACTOR,
+        input_fraction: float = INPUT_FRACTION,
+    ):
         super().__init__()
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
         self.inner = inner
-        self.device_time = DeviceTime(_check_seconds("seconds_per_batch", seconds_per_batch), batch_size,
-                                      backward_factor, input_fraction)
+        self.device_time = DeviceTime(
+            _check_seconds("seconds_per_batch", seconds_per_batch), batch_size, backward_factor, input_fraction
+        )
         object.__setattr__(self, "_anchor", torch.zeros((), requires_grad=True))  # not a parameter
 
     @property
@@ -244,8 +253,10 @@ class EmulatedTime(nn.Module):
 
     def extra_repr(self) -> str:
         t = self.device_time
-        return (f"f={t.seconds_per_batch:g}s per batch of {t.batch_size}, backward x{t.backward_factor:g}, "
-                f"input-grad {t.input_fraction:g} of it")
+        return (
+            f"f={t.seconds_per_batch:g}s per batch of {t.batch_size}, backward x{t.backward_factor:g}, "
+            f"input-grad {t.input_fraction:g} of it"
+        )
 
 
 def emulate(stages: list[nn.Module], seconds_per_batch: float, batch_size: int) -> list[nn.Module]:
@@ -269,8 +280,7 @@ def naive_step_time(num_stages: int, seconds_per_batch: float) -> float:
     return num_stages * (1 + BACKWARD_FACTOR) * seconds_per_batch
 
 
-def simulated_step_time(schedule: Any, seconds_per_batch: float, sizes: list[int],
-                        stages_per_rank: int = 1) -> float:
+def simulated_step_time(schedule: Any, seconds_per_batch: float, sizes: list[int], stages_per_rank: int = 1) -> float:
     """Step time of ``schedule`` without any overhead, in seconds: its makespan on in-order devices
     (``autograder.schedules.simulate``) with the emulated costs of :class:`DeviceTime`, each of the
     ``v = stages_per_rank`` chunks of a rank taking ``f / v``; ``sizes``: rows of each micro-batch.
@@ -280,6 +290,11 @@ def simulated_step_time(schedule: Any, seconds_per_batch: float, sizes: list[int
     m = len(sizes)
     forward = seconds_per_batch / stages_per_rank / m  # per average micro-batch; Costs scales by rows
     backward = BACKWARD_FACTOR * forward
-    costs = Costs(forward=forward, backward=backward, input_grad=INPUT_FRACTION * backward,
-                  weight_grad=backward - INPUT_FRACTION * backward, rows=tuple(sizes))
+    costs = Costs(
+        forward=forward,
+        backward=backward,
+        input_grad=INPUT_FRACTION * backward,
+        weight_grad=backward - INPUT_FRACTION * backward,
+        rows=tuple(sizes),
+    )
     return simulate(schedule, costs).makespan

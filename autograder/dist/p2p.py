@@ -45,9 +45,11 @@ def tag_of(key: Key, num_microbatches: int) -> int:
 
 def timeout_message(rank: int, timeout: float, step: int, action: Action, what: str, peer: int) -> str:
     """The one line a rank reports when a message did not come within ``timeout`` seconds."""
-    return (f"rank {rank} waited {timeout:g} s at step {step} ({action}) for {what} from rank {peer}, "
-            f"which never came: is rank {peer} stuck too? (a deadlock: compare the order of the lists, "
-            f"or run autograder.schedules.validate on them)")
+    return (
+        f"rank {rank} waited {timeout:g} s at step {step} ({action}) for {what} from rank {peer}, "
+        f"which never came: is rank {peer} stuck too? (a deadlock: compare the order of the lists, "
+        f"or run autograder.schedules.validate on them)"
+    )
 
 
 def wait_for(work: Any, timeout: float, rank: int, step: int, action: Action, what: str, peer: int) -> None:
@@ -59,11 +61,14 @@ def wait_for(work: Any, timeout: float, rank: int, step: int, action: Action, wh
         if "Timed out" in text or "timed out" in text or "Timeout" in text:
             raise RankFailure(timeout_message(rank, timeout, step, action, what, peer)) from None
         if "closed" in text or "Connection" in text or "pair" in text:
-            raise RankFailure(f"rank {rank} at step {step} ({action}) was waiting for {what} from rank {peer} "
-                              f"when rank {peer} gave up or stopped (connection closed)") from None
+            raise RankFailure(
+                f"rank {rank} at step {step} ({action}) was waiting for {what} from rank {peer} "
+                f"when rank {peer} gave up or stopped (connection closed)"
+            ) from None
         last = text.strip().splitlines()[-1][:200] if text.strip() else type(exc).__name__
-        raise RankFailure(f"rank {rank} at step {step} ({action}), waiting for {what} from rank {peer}: "
-                          f"{last}") from None
+        raise RankFailure(
+            f"rank {rank} at step {step} ({action}), waiting for {what} from rank {peer}: {last}"
+        ) from None
 
 
 class Mailbox:
@@ -74,8 +79,16 @@ class Mailbox:
     group; ``post_early``: post every receive before the step (gloo) or each just before use (NCCL).
     """
 
-    def __init__(self, rank: int, num_microbatches: int, needs: list[tuple[Key, int, tuple[int, ...]]],
-                 device: torch.device, group: Any, post_early: bool, timeout: float):
+    def __init__(
+        self,
+        rank: int,
+        num_microbatches: int,
+        needs: list[tuple[Key, int, tuple[int, ...]]],
+        device: torch.device,
+        group: Any,
+        post_early: bool,
+        timeout: float,
+    ):
         self.rank, self.m, self.group, self.timeout = rank, num_microbatches, group, timeout
         self.post_early = post_early
         self.source = {key: src for key, src, _ in needs}

@@ -17,8 +17,18 @@ from ..schedules import Action, Event, Schedule, SimResult, timeline_from_events
 from .profile import ActionTimes, rank_timeline
 from .rank import _parse, _warm_up_autograd, run_rank
 from .shm import available as shm_available
-from .spec import (DEFAULT_INIT_TIMEOUT, DEFAULT_RECV_TIMEOUT, PipelineError, PipelineSpec, RuntimeInputError,
-                   _is_int, _plain_schedule, check_schedule, check_spec)
+from .spec import (
+    DEFAULT_INIT_TIMEOUT,
+    DEFAULT_RECV_TIMEOUT,
+    PipelineError,
+    PipelineSpec,
+    RuntimeInputError,
+    _is_int,
+    _plain_schedule,
+    check_schedule,
+    check_spec,
+)
+
 
 @dataclass
 class RunResult:
@@ -77,8 +87,10 @@ def _merge(spec: PipelineSpec, schedule: Schedule, per_rank: list[dict]) -> RunR
             origin = base if one_clock else t0
             evs += [Event(s, k, mb, a - origin, b - origin) for s, k, mb, a, b in r["events"][i]]
             if r.get("profile"):
-                prof += [ActionTimes(r["rank"], Action(s, k, mb), *(t - origin for t in times_))
-                         for (s, k, mb, _, _), times_ in zip(r["events"][i], r["profile"][i])]
+                prof += [
+                    ActionTimes(r["rank"], Action(s, k, mb), *(t - origin for t in times_))
+                    for (s, k, mb, _, _), times_ in zip(r["events"][i], r["profile"][i])
+                ]
             ends.append(t_end - origin)
         evs.sort(key=lambda e: (e.start, e.end, e.stage))
         steps.append(evs)
@@ -88,8 +100,9 @@ def _merge(spec: PipelineSpec, schedule: Schedule, per_rank: list[dict]) -> RunR
     executed = {r["rank"]: [Action(*_parse(a)) for a in r["executed"]] for r in ranks}
     loss = next((r["loss"] for r in ranks if r["loss"] is not None), None)
     cpu = {r["rank"]: list(r.get("cpu_times", [])) for r in ranks}
-    return RunResult(spec, schedule, float(loss) if loss is not None else math.nan, grads, steps, times, executed,
-                     profiles, cpu)
+    return RunResult(
+        spec, schedule, float(loss) if loss is not None else math.nan, grads, steps, times, executed, profiles, cpu
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -111,6 +124,7 @@ def _use_loopback(backend: str) -> None:
     host name does not resolve, or resolves to an unreachable address, still works). With NCCL,
     make ``wait(timeout)`` block the CPU so that a missing message times out."""
     import socket
+
     try:
         names = [name for _, name in socket.if_nameindex()]
     except (AttributeError, OSError):
@@ -131,6 +145,7 @@ def default_start_method() -> str:
     torch. ``"fork"`` is faster still but copies the caller's threads and state.
     """
     import multiprocessing
+
     return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
@@ -141,24 +156,30 @@ def _rank_device(backend: str, local_rank: int) -> torch.device:
     return torch.device("cpu")
 
 
-def _pool_worker(rank: int, world_size: int, port: int, backend: str, init_timeout: float,
-                 jobs, results) -> None:
+def _pool_worker(rank: int, world_size: int, port: int, backend: str, init_timeout: float, jobs, results) -> None:
     """Body of one pool process: join the group, then run jobs until told to stop."""
     import torch.distributed as dist
 
     torch.set_num_threads(1)
     _use_loopback(backend)
     try:
-        store = dist.TCPStore("127.0.0.1", port, world_size, is_master=False,
-                              timeout=datetime.timedelta(seconds=init_timeout))
-        dist.init_process_group(backend, store=store, rank=rank, world_size=world_size,
-                                timeout=datetime.timedelta(seconds=init_timeout))
+        store = dist.TCPStore(
+            "127.0.0.1", port, world_size, is_master=False, timeout=datetime.timedelta(seconds=init_timeout)
+        )
+        dist.init_process_group(
+            backend, store=store, rank=rank, world_size=world_size, timeout=datetime.timedelta(seconds=init_timeout)
+        )
         device = _rank_device(backend, rank)
         _warm_up_autograd()
         dist.barrier()
     except Exception as exc:
-        results.put({"rank": rank, "job": None, "error": f"rank {rank} could not join the process group: "
-                                                         f"{str(exc).strip().splitlines()[0][:300]}"})
+        results.put(
+            {
+                "rank": rank,
+                "job": None,
+                "error": f"rank {rank} could not join the process group: {str(exc).strip().splitlines()[0][:300]}",
+            }
+        )
         return
     results.put({"rank": rank, "job": None, "error": None})
     while True:
@@ -192,9 +213,16 @@ class PipelinePool:
     default: shared memory with gloo where the machine allows it, else p2p).
     """
 
-    def __init__(self, world_size: int, *, start_method: str | None = None, backend: str | None = None,
-                 recv_timeout: float = DEFAULT_RECV_TIMEOUT, init_timeout: float = DEFAULT_INIT_TIMEOUT,
-                 transport: str = "auto"):
+    def __init__(
+        self,
+        world_size: int,
+        *,
+        start_method: str | None = None,
+        backend: str | None = None,
+        recv_timeout: float = DEFAULT_RECV_TIMEOUT,
+        init_timeout: float = DEFAULT_INIT_TIMEOUT,
+        transport: str = "auto",
+    ):
         if not _is_int(world_size) or world_size < 1:
             raise RuntimeInputError(f"world_size must be an int >= 1, got {world_size!r}")
         self.world_size = world_size
@@ -236,14 +264,31 @@ class PipelinePool:
         if self.start_method == "forkserver":
             ctx.set_forkserver_preload(["autograder.dist.pool"])  # torch imported once, by the server
         # The parent hosts the rendezvous store on a free port (port 0: no race for the port).
-        self._store = dist.TCPStore("127.0.0.1", 0, self.world_size + 1, is_master=True,
-                                    wait_for_workers=False, timeout=datetime.timedelta(seconds=self.init_timeout))
+        self._store = dist.TCPStore(
+            "127.0.0.1",
+            0,
+            self.world_size + 1,
+            is_master=True,
+            wait_for_workers=False,
+            timeout=datetime.timedelta(seconds=self.init_timeout),
+        )
         self._results = ctx.Queue()
         self._jobs = [ctx.Queue() for _ in range(self.world_size)]
         for rank in range(self.world_size):
-            proc = ctx.Process(target=_pool_worker, daemon=True, name=f"pipeline-rank-{rank}",
-                               args=(rank, self.world_size, self._store.port, self.backend, self.init_timeout,
-                                     self._jobs[rank], self._results))
+            proc = ctx.Process(
+                target=_pool_worker,
+                daemon=True,
+                name=f"pipeline-rank-{rank}",
+                args=(
+                    rank,
+                    self.world_size,
+                    self._store.port,
+                    self.backend,
+                    self.init_timeout,
+                    self._jobs[rank],
+                    self._results,
+                ),
+            )
             proc.start()
             self._procs.append(proc)
         self.startups += 1
@@ -305,16 +350,23 @@ class PipelinePool:
                 break
             if now > deadline:
                 missing = [r for r in range(self.world_size) if r not in got]
-                got.update({r: {"rank": r, "job": job_id, "error": f"rank {r} gave no answer while {doing} "
-                                                                    f"(limit reached)"} for r in missing})
+                got.update(
+                    {
+                        r: {"rank": r, "job": job_id, "error": f"rank {r} gave no answer while {doing} (limit reached)"}
+                        for r in missing
+                    }
+                )
                 break
             try:
                 msg = self._results.get(timeout=0.1)
             except queue.Empty:
                 dead = [r for r, proc in enumerate(self._procs) if not proc.is_alive() and r not in got]
                 for r in dead:
-                    got[r] = {"rank": r, "job": job_id, "error": f"rank {r}'s process died (exit code "
-                                                                 f"{self._procs[r].exitcode}) while {doing}"}
+                    got[r] = {
+                        "rank": r,
+                        "job": job_id,
+                        "error": f"rank {r}'s process died (exit code {self._procs[r].exitcode}) while {doing}",
+                    }
                     grace_until = grace_until or time.monotonic() + 1.0
                 continue
             if msg.get("job") != job_id:
@@ -325,8 +377,16 @@ class PipelinePool:
                 grace_until = time.monotonic() + min(self.recv_timeout, 2.0) + 0.5
         return [got[r] for r in sorted(got)]
 
-    def run(self, schedule: Any, spec: PipelineSpec, steps: int = 1, *, validate_first: bool = True,
-            timeout: float | None = None, transport: str | None = None) -> RunResult:
+    def run(
+        self,
+        schedule: Any,
+        spec: PipelineSpec,
+        steps: int = 1,
+        *,
+        validate_first: bool = True,
+        timeout: float | None = None,
+        transport: str | None = None,
+    ) -> RunResult:
         """Execute ``schedule`` for ``steps`` steps; each step starts from zero gradients.
 
         ``validate_first=False`` skips ``autograder.schedules.validate`` (to see the runtime's own
@@ -341,16 +401,28 @@ class PipelinePool:
             raise RuntimeInputError(f"steps must be an int >= 1, got {steps!r}")
         if spec.num_stages > self.world_size:
             what = "stages" if spec.stages_per_rank == 1 else "ranks"
-            raise RuntimeInputError(f"{spec.num_stages} {what} need {spec.num_stages} processes, "
-                                    f"this pool has {self.world_size}")
-        parsed = check_schedule(schedule, spec.num_stages, spec.num_microbatches,
-                                stages_per_rank=spec.stages_per_rank, run_validate=validate_first)
+            raise RuntimeInputError(
+                f"{spec.num_stages} {what} need {spec.num_stages} processes, this pool has {self.world_size}"
+            )
+        parsed = check_schedule(
+            schedule,
+            spec.num_stages,
+            spec.num_microbatches,
+            stages_per_rank=spec.stages_per_rank,
+            run_validate=validate_first,
+        )
         transport = self._transport(transport or self.transport)
         self.start()
         self._next_id += 1
-        job = {"id": self._next_id, "schedule": _plain_schedule(parsed), "spec": asdict(spec),
-               "steps": steps, "recv_timeout": self.recv_timeout, "transport": transport,
-               "token": f"{os.getpid()}-{id(self):x}-{self._next_id}"}
+        job = {
+            "id": self._next_id,
+            "schedule": _plain_schedule(parsed),
+            "spec": asdict(spec),
+            "steps": steps,
+            "recv_timeout": self.recv_timeout,
+            "transport": transport,
+            "token": f"{os.getpid()}-{id(self):x}-{self._next_id}",
+        }
         for q in self._jobs:
             q.put(job)
         limit = timeout if timeout is not None else 60 + steps * (self.recv_timeout + 10)
@@ -364,16 +436,21 @@ class PipelinePool:
         return _merge(spec, parsed, per_rank)
 
 
-def launch(schedule: Any, spec: PipelineSpec, steps: int = 1, *, validate_first: bool = True,
-           **pool_options) -> RunResult:
+def launch(
+    schedule: Any, spec: PipelineSpec, steps: int = 1, *, validate_first: bool = True, **pool_options
+) -> RunResult:
     """Start ``spec.num_stages`` processes, run ``schedule`` for ``steps`` steps, stop them.
 
     ``pool_options`` go to :class:`PipelinePool`. Bad input raises :class:`RuntimeInputError`
     before any process starts.
     """
     check_spec(spec)
-    check_schedule(schedule, spec.num_stages, spec.num_microbatches, stages_per_rank=spec.stages_per_rank,
-                   run_validate=validate_first)
+    check_schedule(
+        schedule,
+        spec.num_stages,
+        spec.num_microbatches,
+        stages_per_rank=spec.stages_per_rank,
+        run_validate=validate_first,
+    )
     with PipelinePool(spec.num_stages, **pool_options) as pool:
         return pool.run(schedule, spec, steps, validate_first=validate_first)
-

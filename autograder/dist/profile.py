@@ -85,8 +85,11 @@ def summary(results: list[Any], skip: int = 1) -> str:
     for result in results:
         spec = result.spec
         device = DeviceTime(spec.seconds_per_chunk, spec.batch_size)
-        emulated = {a: device.seconds(a.kind, spec.sizes[a.mb]) if spec.seconds_per_batch else 0.0
-                    for acts in result.schedule.values() for a in acts}
+        emulated = {
+            a: device.seconds(a.kind, spec.sizes[a.mb]) if spec.seconds_per_batch else 0.0
+            for acts in result.schedule.values()
+            for a in acts
+        }
         for profile in result.profile[skip:]:
             for name, values in breakdown(profile, emulated, spec.num_stages).items():
                 costs[name] += values
@@ -94,6 +97,8 @@ def summary(results: list[Any], skip: int = 1) -> str:
     for name, values in costs.items():
         if values:
             values = sorted(values)
-            lines.append(f"{name:8s} median {statistics.median(values) * 1e6:7.1f} us, "
-                         f"p90 {values[int(0.9 * (len(values) - 1))] * 1e6:7.1f} us ({len(values)} samples)")
+            lines.append(
+                f"{name:8s} median {statistics.median(values) * 1e6:7.1f} us, "
+                f"p90 {values[int(0.9 * (len(values) - 1))] * 1e6:7.1f} us ({len(values)} samples)"
+            )
     return "\n".join(lines)

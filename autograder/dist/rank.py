@@ -41,8 +41,9 @@ class _Step(NamedTuple):
     seconds: float  # emulated time (0: only the real compute)
 
 
-def _plan(rank: int, actions: list[Action], spec: PipelineSpec, present: set[Action],
-          device_time: DeviceTime | None) -> list[_Step]:
+def _plan(
+    rank: int, actions: list[Action], spec: PipelineSpec, present: set[Action], device_time: DeviceTime | None
+) -> list[_Step]:
     p, n, sizes = spec.num_stages, spec.total_stages, spec.sizes
     plan = []
     for a in actions:
@@ -67,8 +68,9 @@ def _plan(rank: int, actions: list[Action], spec: PipelineSpec, present: set[Act
     return plan
 
 
-def _run_step(rank: int, plan: list[_Step], works: dict[int, StageWork],
-              inputs: list[torch.Tensor] | None, mailbox: Mailbox) -> tuple[list[list], list[list]]:
+def _run_step(
+    rank: int, plan: list[_Step], works: dict[int, StageWork], inputs: list[torch.Tensor] | None, mailbox: Mailbox
+) -> tuple[list[list], list[list]]:
     """Run one step of the planned list; returns the events ``[stage, kind, mb, start, end]`` and the
     profile ``[waited from, input there, end, sent]`` of each action (``perf_counter`` seconds)."""
     clock = time.perf_counter
@@ -110,6 +112,7 @@ def _run_step(rank: int, plan: list[_Step], works: dict[int, StageWork],
 def _host() -> str:
     """Which clock a rank's ``time.perf_counter()`` reads: the machine (and its boot)."""
     import socket
+
     try:
         with open("/proc/sys/kernel/random/boot_id") as fh:
             boot = fh.read().strip()
@@ -168,8 +171,9 @@ def _build(spec: PipelineSpec, rank: int, device: torch.device) -> _Job:
     return _Job(modules, params, shapes, xs, ys)
 
 
-def _mailbox(rank: int, plan: list[_Step], spec: PipelineSpec, shapes: list, device: torch.device,
-             job: dict) -> Mailbox | ShmMailbox:
+def _mailbox(
+    rank: int, plan: list[_Step], spec: PipelineSpec, shapes: list, device: torch.device, job: dict
+) -> Mailbox | ShmMailbox:
     """This rank's messages: through shared memory when the job says so (every rank on this
     machine, see :mod:`.shm`), else point to point over the process group."""
     import torch.distributed as dist
@@ -201,8 +205,19 @@ def run_rank(rank: int, world_size: int, job: dict, device: torch.device | None 
 
     spec = PipelineSpec(**job["spec"])
     p, steps = spec.num_stages, job["steps"]
-    result: dict = {"rank": rank, "job": job["id"], "error": None, "events": [], "profile": [], "executed": [],
-                    "step_times": [], "cpu_times": [], "loss": None, "grads": {}, "host": _host()}
+    result: dict = {
+        "rank": rank,
+        "job": job["id"],
+        "error": None,
+        "events": [],
+        "profile": [],
+        "executed": [],
+        "step_times": [],
+        "cpu_times": [],
+        "loss": None,
+        "grads": {},
+        "host": _host(),
+    }
     try:
         if rank >= p:  # join the others' collective calls: the shared-memory set-up, or each step's start
             for _ in range(SETUP_BARRIERS if job.get("transport") == "shm" else steps):
@@ -222,8 +237,10 @@ def run_rank(rank: int, world_size: int, job: dict, device: torch.device | None 
             for params in built.names.values():
                 for _, q in params:
                     q.grad = None
-            works = {s: StageWork(mod, s, spec.total_stages, loss_fn, spec.batch_size,
-                                  built.targets if s == last else None) for s, mod in built.modules.items()}
+            works = {
+                s: StageWork(mod, s, spec.total_stages, loss_fn, spec.batch_size, built.targets if s == last else None)
+                for s, mod in built.modules.items()
+            }
             gc.disable()  # no collection in the middle of a step (autograd makes many small objects)
             try:
                 mailbox.begin_step()
@@ -249,5 +266,6 @@ def run_rank(rank: int, world_size: int, job: dict, device: torch.device | None 
 
 def _parse(text: str) -> tuple[int, str, int]:
     from ..schedules import parse_action
+
     a = parse_action(text)
     return a.stage, a.kind, a.mb

@@ -59,8 +59,9 @@ def available() -> bool:
     return platform.system() == "Linux" and platform.machine() in ("x86_64", "AMD64") and os.path.isdir(SHM_DIR)
 
 
-def layout(rank: int, num_ranks: int, num_stages: int, sizes: list[int], shapes: list[tuple[int, ...]]
-           ) -> tuple[dict[Key, tuple[int, tuple[int, ...]]], int]:
+def layout(
+    rank: int, num_ranks: int, num_stages: int, sizes: list[int], shapes: list[tuple[int, ...]]
+) -> tuple[dict[Key, tuple[int, tuple[int, ...]]], int]:
     """``({key: (offset of its header, payload shape)}, total bytes)`` of the messages ``rank`` can
     receive: the activation of every stage it holds but 0 and the gradient of every one but the
     last, when the neighbour stage is on another rank. ``shapes[s]``: input shape of stage s.
@@ -82,8 +83,15 @@ class _Futex:
 
     def __init__(self) -> None:
         self._call = ctypes.CDLL(None, use_errno=True).syscall
-        self._call.argtypes = [ctypes.c_long, ctypes.c_void_p, ctypes.c_long, ctypes.c_long, ctypes.c_void_p,
-                               ctypes.c_void_p, ctypes.c_long]
+        self._call.argtypes = [
+            ctypes.c_long,
+            ctypes.c_void_p,
+            ctypes.c_long,
+            ctypes.c_long,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_long,
+        ]
         self._pause = _Timespec(0, int(_WAIT_CHUNK_S * 1e9))
         self._pause_address = ctypes.addressof(self._pause)
 
@@ -112,9 +120,10 @@ class _Segment:
     def __init__(self, mm: mmap.mmap, slots: dict[Key, tuple[int, tuple[int, ...]]]):
         self.mm = mm
         self.words = {key: ctypes.c_int.from_buffer(mm, off) for key, (off, _) in slots.items()}
-        self.tensors = {key: torch.frombuffer(mm, dtype=torch.float32, count=math.prod(shape),
-                                              offset=off + HEADER).view(shape)
-                        for key, (off, shape) in slots.items()}
+        self.tensors = {
+            key: torch.frombuffer(mm, dtype=torch.float32, count=math.prod(shape), offset=off + HEADER).view(shape)
+            for key, (off, shape) in slots.items()
+        }
 
 
 def _name(token: str, rank: int) -> str:
@@ -140,8 +149,18 @@ class ShmMailbox:
     setting up: :data:`SETUP_BARRIERS` times).
     """
 
-    def __init__(self, rank: int, num_ranks: int, num_stages: int, sizes: list[int], shapes: list, token: str,
-                 peers: list[int], barrier, timeout: float):
+    def __init__(
+        self,
+        rank: int,
+        num_ranks: int,
+        num_stages: int,
+        sizes: list[int],
+        shapes: list,
+        token: str,
+        peers: list[int],
+        barrier,
+        timeout: float,
+    ):
         self.rank, self.num_ranks, self.timeout, self.step_no = rank, num_ranks, timeout, 0
         self.futex = _Futex()
         own, size = layout(rank, num_ranks, num_stages, sizes, shapes)
@@ -176,15 +195,21 @@ class ShmMailbox:
         self.futex.publish(self.go, step, waiters=self.num_ranks)
 
     def _late(self, peer: int) -> str:
-        return (f"rank {self.rank} waited {self.timeout:g} s for rank {peer} to start step {self.step_no} "
-                f"of the job: did rank {peer} stop?")
+        return (
+            f"rank {self.rank} waited {self.timeout:g} s for rank {peer} to start step {self.step_no} "
+            f"of the job: did rank {peer} stop?"
+        )
 
     def take(self, key: Key, step: int, action: Action, what: str) -> torch.Tensor:
         """The received tensor ``key``, a view of its slot (waiting for it)."""
         word = self.own.words[key]
         if word.value != self.step_no:
-            self.futex.wait_for(word, self.step_no, self.timeout, lambda: timeout_message(
-                self.rank, self.timeout, step, action, what, self.source[key]))
+            self.futex.wait_for(
+                word,
+                self.step_no,
+                self.timeout,
+                lambda: timeout_message(self.rank, self.timeout, step, action, what, self.source[key]),
+            )
         return self.own.tensors[key]
 
     def send(self, tensor: torch.Tensor, dst: int, key: Key, action: Action) -> None:

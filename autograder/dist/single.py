@@ -14,6 +14,7 @@ from .spec import PipelineSpec, RuntimeInputError, _is_int, check_schedule, chec
 from .work import StageWork, _device_of
 from .model import course_model, even_partition
 
+
 def _ranks_of(schedule: Any, num_stages: int) -> int:
     """How many ranks the lists are for: as many as lists, which must divide the stages."""
     try:
@@ -21,21 +22,30 @@ def _ranks_of(schedule: Any, num_stages: int) -> int:
     except ScheduleError as exc:
         raise RuntimeInputError(str(exc).splitlines()[0]) from None
     if ranks < 1 or num_stages % ranks:
-        raise RuntimeInputError(f"the schedule has {ranks} list(s) for {num_stages} stages: expected one list per "
-                                f"rank, p ranks with p dividing the stages (stage s runs on rank s % p)")
+        raise RuntimeInputError(
+            f"the schedule has {ranks} list(s) for {num_stages} stages: expected one list per "
+            f"rank, p ranks with p dividing the stages (stage s runs on rank s % p)"
+        )
     return ranks
 
 
 class _Board:
     """The single-process executor's state: the stages' works and the tensors in flight."""
 
-    def __init__(self, stages: list[nn.Module], inputs: torch.Tensor, targets: torch.Tensor,
-                 loss_fn: nn.Module, num_microbatches: int):
+    def __init__(
+        self,
+        stages: list[nn.Module],
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        loss_fn: nn.Module,
+        num_microbatches: int,
+    ):
         n, batch = len(stages), inputs.shape[0]
         ys = list(torch.tensor_split(targets, num_microbatches))
         self.xs = torch.tensor_split(inputs, num_microbatches)
-        self.works = [StageWork(stage, s, n, loss_fn, batch, ys if s == n - 1 else None)
-                      for s, stage in enumerate(stages)]
+        self.works = [
+            StageWork(stage, s, n, loss_fn, batch, ys if s == n - 1 else None) for s, stage in enumerate(stages)
+        ]
         self.devices = [_device_of(stage) for stage in stages]
         self.activations: dict[tuple[int, int], torch.Tensor] = {}  # (receiving stage, mb) -> input
         self.gradients: dict[tuple[int, int], torch.Tensor] = {}  # (receiving stage, mb) -> output grad
@@ -70,9 +80,16 @@ class _Board:
             self.gradients[(s - 1, k)] = grad_in.to(self.devices[s - 1])
 
 
-def run_actions_single(stages: list[nn.Module], inputs: torch.Tensor, targets: torch.Tensor,
-                       loss_fn: nn.Module, num_microbatches: int, schedule: Any, *,
-                       validate_first: bool = True) -> float:
+def run_actions_single(
+    stages: list[nn.Module],
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    loss_fn: nn.Module,
+    num_microbatches: int,
+    schedule: Any,
+    *,
+    validate_first: bool = True,
+) -> float:
     """Run every rank's action list in this process; return the full-batch loss.
 
     ``stages``: one module per stage (wrapped by the tracing harness or not), each on its own
@@ -127,8 +144,8 @@ def traced_single_step(schedule: Any, spec: PipelineSpec) -> dict:
 
     Returns ``{"loss", "grads" {name: tensor}, "events" [Event], "notes"}``: the events come from
     the tracing executor (``autograder.tracing``), so ``autograder.schedules.replay(events)`` shows
-    this per-stage schedule on in-order devices next to the Part 5 loop. (A split backward is
-    traced as two backwards; the multi-process runtime records I and W itself.)
+    this per-stage schedule on in-order devices next to the delayed-backward loop (Option C). (A
+    split backward is traced as two backwards; the multi-process runtime records I and W itself.)
     """
     from ..harness.stage import PipelineStage
     from ..tracing import LocalExecutor, Recorder
@@ -167,4 +184,3 @@ def max_relative_error(grads: dict[str, torch.Tensor], ref: dict[str, torch.Tens
     err = max((grads[n].double() - ref[n].double()).abs().max().item() for n in names)
     scale = max(ref[n].double().abs().max().item() for n in names)
     return err / scale if scale else err
-

@@ -37,7 +37,6 @@ class PipelineError(RuntimeError):
         self.failures = dict(failures or {})
 
 
-
 @dataclass(frozen=True)
 class PipelineSpec:
     """The model, the batch and the pipeline shape of a run; every rank rebuilds the same from it.
@@ -91,8 +90,10 @@ class PipelineSpec:
     def __str__(self) -> str:
         f = f" f={self.seconds_per_batch * 1e3:g}ms" if self.seconds_per_batch else ""
         v = f" v={self.stages_per_rank}" if self.stages_per_rank != 1 else ""
-        return (f"p={self.num_stages}{v} m={self.num_microbatches} batch={self.batch_size} "
-                f"{self.kind} width={self.width} depth={self.depth} seed={self.seed}{f}")
+        return (
+            f"p={self.num_stages}{v} m={self.num_microbatches} batch={self.batch_size} "
+            f"{self.kind} width={self.width} depth={self.depth} seed={self.seed}{f}"
+        )
 
 
 def _is_int(x: Any) -> bool:
@@ -102,14 +103,21 @@ def _is_int(x: Any) -> bool:
 def check_spec(spec: PipelineSpec) -> None:
     """Raise :class:`RuntimeInputError` (one line) if ``spec`` cannot be run."""
     p, m, batch, v = spec.num_stages, spec.num_microbatches, spec.batch_size, spec.stages_per_rank
-    for name, value in (("num_stages (p)", p), ("num_microbatches (m)", m), ("batch_size", batch),
-                        ("width", spec.width), ("depth", spec.depth), ("stages_per_rank (v)", v)):
+    for name, value in (
+        ("num_stages (p)", p),
+        ("num_microbatches (m)", m),
+        ("batch_size", batch),
+        ("width", spec.width),
+        ("depth", spec.depth),
+        ("stages_per_rank (v)", v),
+    ):
         if not _is_int(value) or value < 1:
             raise RuntimeInputError(f"{name} must be an int >= 1, got {value!r}")
     if p * v > spec.depth:
         what = f"{p} stages" if v == 1 else f"{p} ranks x {v} stages per rank = {p * v} stages"
-        raise RuntimeInputError(f"cannot run {what}: the model has only {spec.depth} layers "
-                                f"(each stage needs at least one)")
+        raise RuntimeInputError(
+            f"cannot run {what}: the model has only {spec.depth} layers (each stage needs at least one)"
+        )
     if m > batch:
         raise RuntimeInputError(f"cannot split a batch of {batch} rows into {m} non-empty micro-batches")
     f = spec.seconds_per_batch
@@ -124,19 +132,21 @@ def _check_action(rank: int, step: int, a: Action, p: int, v: int, m: int) -> No
     if a.stage >= p * v:
         raise RuntimeInputError(
             f"rank {rank}, step {step}: {a} names stage {a.stage}, there are {p * v} (0..{p * v - 1}; "
-            f"{p} rank(s) x {v} stage(s) per rank)")
+            f"{p} rank(s) x {v} stage(s) per rank)"
+        )
     if a.stage % p != rank:
         where = f"rank {a.stage % p}" if v > 1 else f"rank {a.stage}"
         raise RuntimeInputError(
             f"rank {rank}, step {step}: {a} belongs to stage {a.stage}, which runs on {where} "
-            f"(stage s runs on rank s % p, p = {p})")
+            f"(stage s runs on rank s % p, p = {p})"
+        )
     if a.mb >= m:
-        raise RuntimeInputError(
-            f"rank {rank}, step {step}: {a} names micro-batch {a.mb}, there are {m} (0..{m - 1})")
+        raise RuntimeInputError(f"rank {rank}, step {step}: {a} names micro-batch {a.mb}, there are {m} (0..{m - 1})")
 
 
-def check_schedule(schedule: Any, num_stages: int, num_microbatches: int, *, stages_per_rank: int = 1,
-                   run_validate: bool = True) -> Schedule:
+def check_schedule(
+    schedule: Any, num_stages: int, num_microbatches: int, *, stages_per_rank: int = 1, run_validate: bool = True
+) -> Schedule:
     """Parse ``schedule`` and make sure these executors can run it; returns ``{rank: [Action]}``.
 
     ``num_stages``: ``p``, the ranks (one list each); ``stages_per_rank``: ``v``; the lists hold
@@ -153,8 +163,9 @@ def check_schedule(schedule: Any, num_stages: int, num_microbatches: int, *, sta
     except ScheduleError as exc:
         raise RuntimeInputError(str(exc).splitlines()[0]) from None
     if sorted(parsed) != list(range(p)):
-        raise RuntimeInputError(f"the schedule has ranks {sorted(parsed)}, expected one list per rank: "
-                                f"ranks 0..{p - 1}")
+        raise RuntimeInputError(
+            f"the schedule has ranks {sorted(parsed)}, expected one list per rank: ranks 0..{p - 1}"
+        )
     for rank, actions in parsed.items():
         for step, a in enumerate(actions):
             _check_action(rank, step, a, p, v, num_microbatches)

@@ -19,8 +19,10 @@ def _device_of(module: nn.Module) -> torch.device:
 
 
 def _has_hooks(module: nn.Module) -> bool:
-    return any(getattr(module, name, None) for name in (
-        "_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"))
+    return any(
+        getattr(module, name, None)
+        for name in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+    )
 
 
 def _leaves(module: nn.Module) -> list[nn.Module] | None:
@@ -45,14 +47,18 @@ def _caller(module: nn.Module):
     from torch.nn.modules import module as module_globals
 
     leaves = _leaves(module)
-    if leaves is None or len(leaves) == 1 or any(getattr(module_globals, name, None) for name in (
-            "_global_forward_hooks", "_global_forward_pre_hooks")):
+    if (
+        leaves is None
+        or len(leaves) == 1
+        or any(getattr(module_globals, name, None) for name in ("_global_forward_hooks", "_global_forward_pre_hooks"))
+    ):
         return module
 
     def chain(x: torch.Tensor) -> torch.Tensor:
         for leaf in leaves:
             x = leaf(x)
         return x
+
     return chain
 
 
@@ -68,8 +74,9 @@ def _grad(outputs: torch.Tensor, grad: torch.Tensor, x: torch.Tensor) -> torch.T
     """``torch.autograd.grad(outputs, [x], grad, retain_graph=True)[0]``."""
     if _engine_run_backward is None:  # pragma: no cover
         return torch.autograd.grad(outputs, [x], grad, retain_graph=True)[0]
-    return _engine_run_backward((outputs,), (grad,), True, False, (x,), allow_unreachable=True,
-                                accumulate_grad=False)[0]
+    return _engine_run_backward((outputs,), (grad,), True, False, (x,), allow_unreachable=True, accumulate_grad=False)[
+        0
+    ]
 
 
 class StageWork:
@@ -103,8 +110,15 @@ class StageWork:
     lists first.
     """
 
-    def __init__(self, module: nn.Module, stage: int, num_stages: int, loss_fn: nn.Module,
-                 batch_size: int, targets: list[torch.Tensor] | None = None):
+    def __init__(
+        self,
+        module: nn.Module,
+        stage: int,
+        num_stages: int,
+        loss_fn: nn.Module,
+        batch_size: int,
+        targets: list[torch.Tensor] | None = None,
+    ):
         self.module = module
         self.stage = stage
         self.last = stage == num_stages - 1

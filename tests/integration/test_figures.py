@@ -81,7 +81,7 @@ def test_sweep_data_holds_the_measured_and_replayed_numbers(plotted):
             assert pt["step_iqr_ms"][0] <= pt["step_ms"] <= pt["step_iqr_ms"][1]
         assert points["1f1b"][m]["step_ms"] is None
     assert points["gpipe"][8]["bubble"] == pytest.approx(float(Fraction(3, 11)), abs=1e-12)
-    # the Part 5 loop on in-order devices: F=1, B=2 per micro-batch, naive takes 12m time units
+    # the delayed-backward loop (Option C) on in-order devices: F=1, B=2 per micro-batch, naive takes 12m time units
     assert points["delayed"][4]["speedup"] == pytest.approx(48 / 39)  # 1.23x
     assert points["delayed"][8]["speedup"] == pytest.approx(96 / 87)  # 1.10x
     assert points["delayed"][2]["speedup"] == pytest.approx(points["gpipe"][2]["speedup"])  # same order at m=2

@@ -26,6 +26,7 @@ ORIGINAL_PART5_SNIPPET = """if i > 0:
     loss.backward()"""
 # Programs a shell block may call besides the practical's own commands (checked below).
 OTHER_PROGRAMS = {("python", "-m", "pip"), ("jupyter", "lab"), ("nvidia-smi", "dmon")}
+DIST = ["python", "-m", "autograder.dist"]  # the per-stage runtime (Parts 6 and 7), checked below
 
 
 def blocks(language: str) -> list[str]:
@@ -55,20 +56,31 @@ def section(title: str) -> str:
     return match.group(0)
 
 
-def test_parts_1_to_5_and_the_final_discussion():
+def test_parts_1_to_7_and_the_final_discussion():
     titles = re.findall(r"^## (.+)$", HANDOUT, flags=re.M)
     for n, name in enumerate(
         [
             "Run and observe (Option A)",
             "Analyse GPipe (Option B)",
-            "Analyse 1F1B (Option C)",
+            "Analyse Option C (the delayed-backward loop)",
             "Modify and experiment",
             "Code understanding",
+            "Per-stage schedules, one process per stage",
+            "Bonus: interleaved 1F1B and zero bubble",
         ],
         start=1,
     ):
         assert f"Part {n} — {name}" in titles
     assert "Final discussion" in titles
+
+
+def test_one_name_per_concept():
+    """Option C is the delayed-backward loop; "1F1B" is only the per-stage schedule (Parts 6 and 7).
+    The original's name for Option C is mentioned once, as the original's."""
+    text = plain(HANDOUT)  # the earlier names are checked over the whole repository by test_names.py
+    assert text.count("the delayed-backward loop") >= 4 and "1F1B-style" not in text
+    assert not re.search(r"1F1B[^.]{0,40}\(Option C\)|Option C[^.]{0,10}\(1F1B\)", text)
+    assert len(re.findall(r"called Option C\s+\W?1F1B", text)) == 1
 
 
 def test_every_original_question_is_in_its_part():
@@ -145,19 +157,61 @@ def test_every_pytest_command_selects_tests():
 
 def test_every_other_command_is_a_known_program():
     for words in commands():
-        if words[2:3] in (["pytest"], ["assignment.run"]):
+        if words[2:3] in (["pytest"], ["assignment.run"], ["autograder.dist"]):
             continue
         assert tuple(words[:3]) in OTHER_PROGRAMS or tuple(words[:2]) in OTHER_PROGRAMS, words
 
 
-def test_python_examples_run():
+def test_every_runtime_command_parses_and_names_lists_that_exist():
+    from autograder.dist.cli import SCHEDULE_NAMES, _arguments
+
+    shown = [w for w in commands() if w[:3] == DIST]
+    assert {"1f1b", "gpipe", "interleaved", "zero_bubble"} <= {_arguments(w[3:]).schedule for w in shown}
+    for words in shown:
+        args = _arguments(words[3:])
+        assert args.schedule in SCHEDULE_NAMES, words
+        assert args.impl == "assignment" or len(words) == 3, f"{words}: run the student's lists (--impl assignment)"
+        if args.schedule == "interleaved":
+            assert args.stages_per_rank >= 2 and args.microbatches % args.stages == 0, words
+
+
+def run_example(code: str, tmp_path, monkeypatch, package: str = "solutions") -> str:
+    """Run a Python block of the handout on ``package`` (the reference: the skeleton raises
+    NotImplementedError) in ``tmp_path``; returns what it printed."""
+    monkeypatch.chdir(tmp_path)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code.replace("from assignment.", f"from {package}."), "HANDOUT.md", "exec"), {})
+    return out.getvalue()
+
+
+def test_python_examples_run(tmp_path, monkeypatch):
     examples = [b for b in blocks("python") if "import" in b]
-    assert examples
+    assert len(examples) == 3
     for code in examples:
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            exec(compile(code, "HANDOUT.md", "exec"), {})
-        assert "bubble fraction 0.273" in out.getvalue()
+        run_example(code, tmp_path, monkeypatch)
+    # the Part 3 example also runs on the skeleton, saying what is still to write
+    part3 = next(code for code in examples if "delayed_backward_schedule(p, m)" in code)
+    assert "per-stage 1F1B: not written yet" in run_example(part3, tmp_path, monkeypatch, "assignment")
+
+
+def test_part7_example_draws_and_saves_every_timeline(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib", reason="environment: save_png needs matplotlib (the plot extra)")
+    code = next(b for b in blocks("python") if "zero_bubble_actions" in b)
+    printed = run_example(code, tmp_path, monkeypatch)
+    for name in ("1F1B", "interleaved", "ZB-H1"):
+        assert f"{name}: makespan" in printed and (tmp_path / "out" / "part7" / f"{name}.png").is_file()
+    assert "rank 0 (stages 0,4)" in printed and "I0" in printed and "W0" in printed
+
+
+def test_worked_example_prints_what_the_handout_shows(tmp_path, monkeypatch):
+    """The worked example's output block is what its Python block prints, character for character."""
+    match = re.search(
+        r"```python\n(.*?delayed_backward_schedule\(2, 3\).*?)```\s*\n.*?```text\n(.*?)```", HANDOUT, re.S
+    )
+    assert match, "HANDOUT.md: the worked example (a python block, then its output in a text block)"
+    code, shown = match.groups()
+    assert run_example(code, tmp_path, monkeypatch) == shown
 
 
 def sentences(text: str) -> list[str]:
@@ -165,10 +219,12 @@ def sentences(text: str) -> list[str]:
     return [s.strip() for s in re.split(r"(?<=[.?!:])\s+|\n\s*[-|]", plain(text)) if s.strip()]
 
 
+# "1F1B" here is plain per-stage 1F1B: interleaved 1F1B (Part 7) does shrink the bubble.
+ONE_F_ONE_B = r"(?<!interleaved )(?<!Interleaved )(?<!Interleaved\*\* )1F1B\b"
 FALSE_CLAIMS = [
-    r"1F1B\b.*\b(smaller|lower|less|fewer|shorter)\b.*\bbubble",
-    r"1F1B\b.*\breduces?\b.*\bbubble",
-    r"1F1B\b.*\b(faster|more efficient|higher throughput)\b.*\bthan GPipe",
+    ONE_F_ONE_B + r".*\b(smaller|lower|less|fewer|shorter)\b.*\bbubble",
+    ONE_F_ONE_B + r".*\breduces?\b.*\bbubble",
+    ONE_F_ONE_B + r".*\b(faster|more efficient|higher throughput)\b.*\bthan GPipe",
     r"\bbubble\b.*\b(removed|eliminated|disappears)",
     r"more micro-batches always",
     r"Option C\b.*\b(is|as) (the same as|equivalent to) (per-stage )?1F1B",
@@ -186,23 +242,56 @@ def test_no_claim_the_measurements_contradict():
 
 
 def test_states_what_the_measurements_show():
+    """The corrections, each with where to see it; the formulas stay questions (test_answers_not_stated)."""
     text = plain(HANDOUT)
     for fact in [
-        "same bubble, (p-1)/(m+p-1)",
-        "activation memory",
-        "at most p-s micro-batches in flight",
+        "per-stage 1F1B and GPipe take the same replayed step time and have the same bubble",
+        "python -m assignment.run --sweep",
+        "the formula is Part 2's question",
+        "What per-stage 1F1B changes is activation memory",
+        "the per-stage formula is Part 3's question",
         "not PipeDream's per-stage 1F1B",
-        "1.23x",
-        "1.10x",
-        "2.29x",
-        "2.91x",
+        "it gains little over the naive pipeline, and less as m grows",
         "on one CPU the measured step times do not improve",
         "per-micro-batch overhead",
         "smaller kernels",
         "µB=2 | µB=4 | µB=4",
         "1F1W",
+        "bytes ≈ peak in flight × rows per micro-batch × bytes per row",
     ]:
         assert plain(fact) in text, fact
+
+
+def test_teaches_both_bubble_definitions_and_asks_about_them():
+    text = plain(HANDOUT)
+    for words in [
+        "idle time / (p × step time)",
+        "idle time / busy time",
+        "share = ratio / (1 + ratio)",
+        "Megatron-LM",
+        "Qi et al., ICLR 2024",
+        "is exact for the ratio, not for the share",
+        "Which definition makes",
+    ]:
+        assert plain(words) in text, words
+
+
+def test_part7_covers_interleaving_and_zero_bubble():
+    part7 = plain(section("Part 7"))
+    for words in [
+        "rank r holds stages r, r+p, ..., r+(v−1)p",
+        "m must be a multiple of p when v ≥ 2",
+        "more messages",
+        "I, the gradient with respect to the stage's input",
+        "W, the gradient with respect to the stage's weights",
+        "the idle time is a third of 1F1B's",
+        "min(p, m) micro-batches in flight on every stage",
+        "python -m pytest autograder/ --part 7",
+        "ascii_gantt",
+        "save_png",
+    ]:
+        assert plain(words) in part7, words
+    assert len(re.findall(r"- Q\d\) ", part7)) >= 3  # questions answered with measurements
 
 
 def test_says_how_to_run_on_cpu_one_gpu_and_several_gpus():

@@ -111,9 +111,9 @@ def test_single_process_gradients_equal_the_reference(name, p, m):
     assert schedule_from_events(out["events"]) == SCHEDULES[name](p, m)
 
 
-def test_single_process_1f1b_replays_next_to_the_part5_loop():
+def test_single_process_1f1b_replays_next_to_the_delayed_backward_loop():
     """What the traced single-process run shows: the per-stage 1F1B reaches the ideal on in-order
-    devices, the Part 5 loop (every stage driven by one loop) does not."""
+    devices, the delayed-backward loop of Option C (every stage driven by one loop) does not."""
     spec = R.PipelineSpec(4, 8, 16)
     costs = Costs(1, 2, rows=tuple(spec.sizes))
     ofob = replay(R.traced_single_step(one_f_one_b_schedule(4, 8), spec)["events"], costs)
