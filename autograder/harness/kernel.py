@@ -34,7 +34,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from . import confine
+from . import confine, landlock
 
 KERNEL_NAME = "practical9-sandbox"
 PORT_KEYS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
@@ -223,7 +223,7 @@ def _environment(config: KernelConfig) -> None:
     )
 
 
-def rules_for(config: KernelConfig) -> confine.Confinement:
+def rules_for(config: KernelConfig) -> landlock.Confinement:
     """The Landlock rules of the kernel (call it in the kernel: they name its /proc entry)."""
     rules = confine.default_confinement(
         [config.scratch], [config.src, config.notebook_dir], exclude=[p for p in config.protect if p]
@@ -250,13 +250,13 @@ def confine_kernel(config: KernelConfig, ports: Sequence[int]) -> str:
     os.umask(0o077)
     _become(config)
     _environment(config)
-    if not config.landlock or confine.landlock_abi() < 1:
+    if not config.landlock or landlock.landlock_abi() < 1:
         if config.identity == "uid-read":
             raise KernelSetupError("a private uid that keeps the right to read needs Landlock")
         return "no Landlock: files, network and signals are not confined"
     rules = rules_for(config)
     rules.tcp_bind_ports = list(ports)  # ipykernel binds its five ports and connects to nothing
-    line = confine.apply_landlock(rules)
+    line = landlock.apply_landlock(rules)
     return line + (f"; limits not set: {', '.join(failed)}" if failed else "")
 
 
@@ -280,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.chdir(config.notebook_dir)
         private = _private_connection_file(connection, config)
         what = confine_kernel(config, ports)
-    except (KernelSetupError, confine.ConfinementError, OSError, RuntimeError) as exc:
+    except (KernelSetupError, landlock.ConfinementError, OSError, RuntimeError) as exc:
         print(f"{PREFIX}: cannot set up the sandbox: {exc}", file=sys.stderr, flush=True)
         return 3
     _forget_editable_finders()

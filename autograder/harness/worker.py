@@ -70,7 +70,7 @@ def _drop_privileges(uid: int | None, gid: int | None) -> None:
 
 
 def _confine(request: dict, src: str) -> str:
-    from . import confine
+    from . import confine, landlock
 
     folder = request["dir"]
     limits = request.get("limits", {})
@@ -95,7 +95,7 @@ def _confine(request: dict, src: str) -> str:
         OMP_NUM_THREADS="1",
         PYTHONDONTWRITEBYTECODE="1",
     )
-    if (not request.get("landlock") or confine.landlock_abi() < 1) and identity != "uid-read":
+    if (not request.get("landlock") or landlock.landlock_abi() < 1) and identity != "uid-read":
         return "none"
     exclude = [p for p in request.get("protect", []) if p]
     rules = confine.default_confinement([folder], [src], exclude=exclude)
@@ -106,7 +106,7 @@ def _confine(request: dict, src: str) -> str:
         rules.read_only += [p for p in ETC_FILES if os.path.isfile(p)]
     if identity == "uid-read" and not request.get("landlock"):
         raise RuntimeError("a reading uid needs Landlock")
-    return confine.apply_landlock(rules)
+    return landlock.apply_landlock(rules)
 
 
 def _run_call(request: dict, fd: int, ctl: socket.socket, src: str) -> None:
@@ -257,7 +257,7 @@ def serve(ctl: socket.socket, src: str) -> None:
 def main(argv: list[str]) -> None:
     src, config = argv[1], json.loads(argv[2])
     ctl = socket.socket(fileno=int(config["ctl_fd"]))
-    from . import confine
+    from . import confine, landlock
 
     confine.become_subreaper()
     os.umask(0o077)
@@ -266,7 +266,7 @@ def main(argv: list[str]) -> None:
 
     gc.collect()
     gc.freeze()  # fewer copy-on-write pages in each forked call
-    _send(ctl, {"ready": os.getpid(), "landlock": confine.landlock_abi()})
+    _send(ctl, {"ready": os.getpid(), "landlock": landlock.landlock_abi()})
     try:
         serve(ctl, src)
     finally:

@@ -23,14 +23,14 @@ from pathlib import Path
 
 from .. import layout, practical
 from ..harness import kernel
-from ..judge import isolation
+from ..judge import isolation, uids
 from ..judge.sandbox import choose_identity
 from ..judge.staging import Staged, StagingError, stage
 from ..judge.text import clean_line
 from .release import REPO_ROOT
 from .toolenv import tool_env
 
-ASSIGNMENT, NOTEBOOK, SETUP_CELL = "practical9", "practical9.ipynb", "setup"
+ASSIGNMENT, NOTEBOOK, SETUP_CELL = practical.NOTEBOOK_ASSIGNMENT, practical.NOTEBOOK, "setup"
 STUDENT_TIMEOUT_S = 1800
 LIMITS = {"memory_bytes": 8 << 30, "file_bytes": 64 << 20, "max_processes": 256}
 
@@ -73,7 +73,7 @@ def _refused_entries(folder: Path) -> list[str]:
     return bad
 
 
-def _identity() -> tuple[isolation.UidLease | None, str]:
+def _identity() -> tuple[uids.UidLease | None, str]:
     """As root, the code sandbox's rule (``judge.sandbox.choose_identity``, Landlock on); else this user."""
     level = isolation.isolation_level()
     if not level.root:
@@ -134,7 +134,7 @@ class StudentRun:
         if any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0")):
             config.limits["memory_bytes"] = None  # CUDA reserves far more address space than it uses
         if self.uid is None:  # our own uid: its other processes (threads, for RLIMIT_NPROC) count too
-            config.limits["max_processes"] += sum(_threads(pid) for pid in isolation.processes_of(os.geteuid()))
+            config.limits["max_processes"] += sum(_threads(pid) for pid in uids.processes_of(os.geteuid()))
         kernel.install(str(self.base), str(src), config)
         (self.base / "runtime").mkdir(mode=0o700)
 
@@ -144,8 +144,8 @@ class StudentRun:
 
     def close(self) -> None:
         if self.uid is not None:
-            isolation.kill_uid_processes(self.uid)
-            isolation.remove_files_of(self.uid)
+            uids.kill_uid_processes(self.uid)
+            uids.remove_files_of(self.uid)
         isolation.remove_tree(self.base)
         if self.lease is not None:
             self.lease.release()

@@ -8,7 +8,7 @@ this process, so the events that decide a grade are recorded here, out of the st
 
 Per grading: a private folder ``src/`` (read-only copies of the sandbox's part of the autograder,
 ``autograder.layout.files_for("sandbox")``, and the staged package) and ``calls/``. When this
-process is root, a private uid (``judge.isolation.lease_uid``) is leased for the whole grading:
+process is root, a private uid (``judge.uids.lease_uid``) is leased for the whole grading:
 every call runs as that uid, so it cannot signal, trace or read this process or another grading,
 and after every call everything of that uid is killed and its files in world-writable folders are
 removed. Each call has its own empty folder (its HOME and TMPDIR), removed afterwards.
@@ -18,6 +18,9 @@ has left), address space, file size (a print flood fails with EFBIG), processes.
 times out gets ``SIGUSR2`` first (a traceback says where it hung), then is killed. A student
 function that timed out twice is not called again (its later tests fail at once), so a hanging
 submission costs two time-outs per function, not one per test.
+
+Elsewhere: the limits, errors and verdicts of calls (:mod:`.calls_outcome`, its names re-exported
+here) and the conversation with a call (:mod:`.conversation`).
 """
 
 from __future__ import annotations
@@ -35,97 +38,45 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from .. import layout
-from ..harness import wire
 from ..harness.worker import BOOTSTRAP, DUMP_SIGNAL, LOG
-from . import access, isolation
+from . import access, isolation, uids
 from .budget import Budget
+from .calls_outcome import (
+    BadData,
+    CallOutcome,
+    Limits,
+    OutOfBudget,
+    ProbeFailed,
+    SandboxError,
+    TimedOut,
+    log_tail,
+    verdict,
+)
+from .conversation import StageHost, converse
 from .staging import REPO_ROOT, Staged
-from .text import clean_line
 
-GIB, MIB = 1 << 30, 1 << 20
 START_TIMEOUT_S = 180.0
-MAX_CHILD_MESSAGE = 64 * MIB
-LOG_TAIL = 4096
 REPEATED_TIMEOUTS = 2
 
-
-class ProbeFailed(Exception):
-    """A call gave no usable data: it timed out, crashed, exited, or returned malformed data."""
+__all__ = ["BadData", "Limits", "OutOfBudget", "ProbeFailed", "Sandbox", "SandboxError", "TimedOut", "choose_identity"]
 
 
-class TimedOut(ProbeFailed):
-    """The call ran past its time limit."""
-
-
-class OutOfBudget(ProbeFailed):
-    """The grading's time budget had no time left for this call."""
-
-
-class BadData(ProbeFailed):
-    """The call answered with data the judge cannot accept."""
-
-
-class SandboxError(RuntimeError):
-    """The sandbox itself could not run (the grader's fault, not the student's)."""
-
-
-class StageHost(Protocol):
-    def handle(self, request: dict) -> dict:
-        """Answer one stage request of the call (see ``autograder.judge.host``)."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """``call_timeout``: seconds per call; ``memory_gib``: address space of a call (not set when
-    CUDA is available: its runtime reserves far more); ``file_mib``: largest file a call may write;
-    ``max_processes``: processes of the private uid."""
-
-    call_timeout: float = 20.0
-    memory_gib: float | None = 6.0
-    file_mib: float = 64.0
-    max_processes: int = 128
-
-
-@dataclass
-class CallOutcome:
-    """How a call ended: ``how`` is exit/signal/timeout, with the worker's value; ``log``: tail of output."""
-
-    how: str
-    value: int
-    envelope: dict | None
-    log: str
-    seconds: float
-
-
-def choose_identity(level: isolation.IsolationLevel, confine: bool) -> tuple[isolation.UidLease | None, str, str]:
+def choose_identity(level: isolation.IsolationLevel, confine: bool) -> tuple[uids.UidLease | None, str, str]:
     """As root, who student code runs as: ``(lease, identity, note)``. A private uid when it can read
     the interpreter (``uid``); else, under Landlock, a private uid that keeps only the right to read
     files where Landlock allows (``uid-read``); else uid 0 without any capability (``nocaps``)."""
-    lease = isolation.lease_uid()
+    lease = uids.lease_uid()
     blocked = access.unreadable_for(lease.uid, access.needed_paths())
     if not blocked:
         return lease, "uid", ""
+    why = f"the interpreter's files ({blocked[0]}) are not readable by other users"
     if confine and level.landlock_abi >= 1:
-        return (
-            lease,
-            "uid-read",
-            (
-                f"the interpreter's files ({blocked[0]}) are not readable by other users: the "
-                f"private uid keeps the right to read files, only where Landlock allows"
-            ),
-        )
+        return lease, "uid-read", f"{why}: the private uid keeps the right to read files, only where Landlock allows"
     lease.release()
-    return (
-        None,
-        "nocaps",
-        (
-            f"the interpreter's files ({blocked[0]}) are not readable by other users, so calls run "
-            f"as uid 0 without any capability"
-        ),
-    )
+    return None, "nocaps", f"{why}, so calls run as uid 0 without any capability"
 
 
 @dataclass
@@ -233,7 +184,7 @@ class Sandbox:
         self._ctl, self._buffer = parent, b""
         ready = self._read_ctl(time.monotonic() + START_TIMEOUT_S)
         if not ready or "ready" not in ready:
-            tail = _tail(self._base / "worker.log")
+            tail = log_tail(self._base / "worker.log")
             self._stop_worker()
             raise SandboxError(f"the grading worker did not start; its output ends with: {tail or '(nothing)'}")
         self.landlock = int(ready.get("landlock", 0))
@@ -276,8 +227,8 @@ class Sandbox:
 
     def _clean_uid(self) -> None:
         if self.uid is not None:
-            isolation.kill_uid_processes(self.uid)
-            isolation.remove_files_of(self.uid)
+            uids.kill_uid_processes(self.uid)
+            uids.remove_files_of(self.uid)
 
     # -- calls -----------------------------------------------------------------------------------
     def call(self, probe: str, kwargs: dict[str, Any], *, key: str, host: StageHost | None = None) -> dict:
@@ -296,12 +247,13 @@ class Sandbox:
             self._stop_worker()
             self._start()
         outcome = self._run(probe, kwargs, timeout, host)
-        if outcome.how == "timeout" and timeout < self.limits.call_timeout:
-            raise OutOfBudget(
-                f"stopped after {timeout:.3g} s: the grading's time budget ({self.budget.total:g} s) "
-                f"had no more time left for this call; make your code faster to get it graded"
+        try:
+            return verdict(
+                outcome, timeout, limit=self.limits.call_timeout, budget_s=self.budget.total, step=host is not None
             )
-        return self._verdict(outcome, key, timeout, step=host is not None)
+        except TimedOut:
+            self._timeouts[key] = self._timeouts.get(key, 0) + 1
+            raise
 
     def _run(self, probe: str, kwargs: dict, timeout: float, host: StageHost | None) -> CallOutcome:
         self._count += 1
@@ -332,7 +284,7 @@ class Sandbox:
         try:
             if pid is not None:
                 try:
-                    envelope, finished = _converse(judge_end, {"probe": probe, "kwargs": kwargs}, deadline, host)
+                    envelope, finished = converse(judge_end, {"probe": probe, "kwargs": kwargs}, deadline, host)
                 except BaseException:  # a malformed message: stop the call and take its end message
                     self._end_call(pid, call)
                     raise
@@ -345,7 +297,7 @@ class Sandbox:
         finally:
             judge_end.close()
             self._clean_uid()
-            log = _tail(folder / LOG)
+            log = log_tail(folder / LOG)
             isolation.remove_tree(folder)
         return CallOutcome(how, value, envelope, log, time.monotonic() - started)
 
@@ -361,38 +313,10 @@ class Sandbox:
         return ended
 
     def _limit_values(self) -> dict:
-        memory = None
-        if self.limits.memory_gib and not _cuda_maybe():
-            memory = int(self.limits.memory_gib * GIB)
-        processes = self.limits.max_processes
+        values = self.limits.values()
         if self.uid is None:  # our own uid: its processes outside the sandbox count too
-            processes += len(isolation.processes_of(os.geteuid()))
-        return {"memory_bytes": memory, "file_bytes": int(self.limits.file_mib * MIB), "max_processes": processes}
-
-    def _verdict(self, outcome: CallOutcome, key: str, timeout: float, step: bool = False) -> dict:
-        envelope = outcome.envelope
-        if outcome.how == "timeout":
-            self._timeouts[key] = self._timeouts.get(key, 0) + 1
-            where = _where(outcome.log)
-            also = ", and does every micro-batch's backward run exactly once" if step else ""
-            raise TimedOut(f"timed out after {timeout:.3g} s{where}: does every loop end{also}?")
-        if isinstance(envelope, dict) and envelope.get("op") == "result":
-            if envelope.get("ok") is True and isinstance(envelope.get("data"), dict):
-                return envelope["data"]
-            message = clean_line(str(envelope.get("message", "")))
-            raise ProbeFailed(message or "the call failed")
-        if outcome.how == "signal":
-            name = _signal_name(outcome.value)
-            hint = " (out of memory?)" if outcome.value == signal.SIGKILL else ""
-            raise ProbeFailed(f"your code's process was killed by {name}{hint}")
-        if _flooded(outcome.log):
-            raise ProbeFailed(
-                "your code printed more output than the grader keeps (the output file limit); "
-                "remove the prints from your loop"
-            )
-        last = next((line for line in reversed(outcome.log.splitlines()) if line.strip()), "")
-        detail = f"; its output ends with: {clean_line(last, 300)}" if last and outcome.value == 70 else ""
-        raise ProbeFailed(f"your code ended the process (exit status {outcome.value}) before the step returned{detail}")
+            values["max_processes"] += len(uids.processes_of(os.geteuid()))
+        return values
 
     def close(self) -> None:
         if self.closed:
@@ -409,73 +333,9 @@ class Sandbox:
             self.lease.release()
 
 
-def _converse(sock: socket.socket, request: dict, deadline: float, host: StageHost | None) -> tuple[dict | None, bool]:
-    """Send the request, answer stage requests, return the call's result envelope and whether it came."""
-    try:
-        sock.settimeout(max(0.01, deadline - time.monotonic()))
-        wire.send(sock, request)
-        while True:
-            sock.settimeout(max(0.01, deadline - time.monotonic()))
-            message = wire.recv(sock, MAX_CHILD_MESSAGE)
-            if not isinstance(message, dict):
-                raise BadData("the call sent a malformed message")
-            op = message.get("op")
-            if op == "result":
-                return message, True
-            if host is None:
-                wire.send(sock, {"error": "this call has no stages"})
-                continue
-            try:
-                answer = host.handle(message)
-            except Exception as exc:  # noqa: BLE001 - a request the host could not answer: the student's error
-                answer = {"error": clean_line(f"{type(exc).__name__}: {exc}", 300)}
-            wire.send(sock, answer)
-    except TimeoutError:
-        return None, False
-    except (EOFError, ConnectionError, wire.WireError, OSError):
-        return None, True
-
-
 def _signal_group(pid: int, sig: int) -> None:
     for kill in (lambda: os.killpg(pid, sig), lambda: os.kill(pid, sig)):
         try:
             kill()
         except OSError:
             pass
-
-
-def _tail(path: Path) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - LOG_TAIL))
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
-def _where(log: str) -> str:
-    """`` (at schedules.py:42 in gpipe_step)`` from a faulthandler dump, if it names student code."""
-    frames = [line.strip() for line in log.splitlines() if line.strip().startswith("File ")]
-    for line in frames:  # faulthandler lists the innermost frame first
-        if "/submission/" in line or "/assignment/" in line:
-            path = line.split('"')[1] if '"' in line else ""
-            rest = line.split(", line ", 1)[-1]
-            return f" (at {path.rsplit('/', 1)[-1]}:{clean_line(rest)})"
-    return ""
-
-
-def _flooded(log: str) -> bool:
-    return "[Errno 27]" in log or "File too large" in log
-
-
-def _signal_name(value: int) -> str:
-    try:
-        return signal.Signals(value).name
-    except ValueError:
-        return f"signal {value}"
-
-
-def _cuda_maybe() -> bool:
-    return any(os.path.exists(p) for p in ("/dev/nvidia0", "/dev/nvidiactl"))

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from autograder.harness import confine
-from autograder.judge import isolation
+from autograder.judge import isolation, uids
 from autograder.judge.budget import Budget
 from autograder.judge.checks.gradients import check_gradients, check_loss
 from autograder.judge.checks.order import check_order
@@ -152,7 +152,7 @@ def own_processes(box: Sandbox) -> list[str]:
         except OSError:
             continue
     if box.uid is not None:
-        found += [str(pid) for pid in isolation.processes_of(box.uid)]
+        found += [str(pid) for pid in uids.processes_of(box.uid)]
     return found
 
 

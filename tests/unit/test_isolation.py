@@ -1,10 +1,10 @@
 """The sandbox's isolation against the real kernel: Landlock, uid leases, cleanup, resource limits.
 
-What: ``autograder/harness/confine.py`` (applied in the call process) and
-``autograder/judge/isolation.py`` (used by the judge). Why real processes and no mocks: these are
-security boundaries, so every test forks, drops privileges or confines itself and lets the kernel
-answer. A test whose precondition is missing (root, Landlock, Linux) skips with a reason that
-starts with "environment: ".
+What: ``autograder/harness/confine.py`` and ``landlock.py`` (applied in the call process),
+``autograder/judge/isolation.py`` and ``uids.py`` (used by the judge). Why real processes and no
+mocks: these are security boundaries, so every test forks, drops privileges or confines itself and
+lets the kernel answer. A test whose precondition is missing (root, Landlock, Linux) skips with a
+reason that starts with "environment: ".
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ from pathlib import Path
 
 import pytest
 
-from autograder.harness import confine
-from autograder.judge import isolation
+from autograder.harness import confine, landlock
+from autograder.judge import isolation, uids
 from tests.support import ROOT
 
 LINUX = sys.platform.startswith("linux")
-ABI = confine.landlock_abi()
+ABI = landlock.landlock_abi()
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 needs_landlock = pytest.mark.skipif(ABI < 1, reason="environment: no Landlock in this kernel")
@@ -128,10 +128,10 @@ def lease():
     """A uid leased from the machine's own lock folder, so that no real grading running meanwhile uses it."""
     if not (LINUX and IS_ROOT):
         pytest.skip("environment: a private uid needs root on Linux")
-    held = isolation.lease_uid()
+    held = uids.lease_uid()
     yield held
-    isolation.kill_uid_processes(held.uid)
-    isolation.remove_files_of(held.uid)
+    uids.kill_uid_processes(held.uid)
+    uids.remove_files_of(held.uid)
     held.release()
 
 
@@ -164,9 +164,9 @@ def test_landlock_confines_files_signals_and_network(tmp_path):
         port = server.getsockname()[1]
 
         def confined() -> dict:
-            rules = confine.Confinement(confine.default_read_only([str(ro)]), [str(rw)], ["/dev/null"])
+            rules = landlock.Confinement(confine.default_read_only([str(ro)]), [str(rw)], ["/dev/null"])
             return {
-                "applied": confine.apply_landlock(rules),
+                "applied": landlock.apply_landlock(rules),
                 "read ro": attempt(lambda: (ro / "data.txt").read_text()),
                 "write ro": attempt(lambda: (ro / "new.txt").write_text("x")),
                 "write rw": attempt(lambda: (rw / "new.txt").write_text("x")),
@@ -195,9 +195,9 @@ def test_landlock_confines_files_signals_and_network(tmp_path):
 def test_confined_python_still_imports_torch_but_not_the_solutions(tmp_path):
     code = (
         "import sys\n"
-        "from autograder.harness import confine\n"
+        "from autograder.harness import confine, landlock\n"
         "c = confine.default_confinement([sys.argv[1]], exclude=[sys.argv[2]])\n"
-        "print(confine.apply_landlock(c))\n"
+        "print(landlock.apply_landlock(c))\n"
         "try:\n"
         "    import solutions\n"
         "    print('solutions: imported')\n"
@@ -228,9 +228,9 @@ def test_apply_landlock_refuses_a_process_with_threads():
         stop = threading.Event()
         threading.Thread(target=stop.wait, daemon=True).start()
         try:
-            confine.apply_landlock(confine.Confinement([], []))
+            landlock.apply_landlock(landlock.Confinement([], []))
             return "applied"
-        except confine.ConfinementError as exc:
+        except landlock.ConfinementError as exc:
             return str(exc)
         finally:
             stop.set()
@@ -286,19 +286,19 @@ def test_isolation_level_describes_itself():
 
 @needs_root
 def test_lease_uid_gives_distinct_free_uids(tmp_path):
-    state = isolation.state_dir()  # the machine's: gradings running meanwhile keep their uids
-    first, second = isolation.lease_uid(state), isolation.lease_uid(state)
+    state = uids.state_dir()  # the machine's: gradings running meanwhile keep their uids
+    first, second = uids.lease_uid(state), uids.lease_uid(state)
     try:
         assert first.uid != second.uid
         for held in (first, second):
-            assert held.uid in isolation.UID_RANGE
+            assert held.uid in uids.UID_RANGE
             with pytest.raises(KeyError):
                 pwd.getpwuid(held.uid)
         busy = start_as(first.uid, lambda: time.sleep(30))
         try:  # another lock folder, and a range of that one uid: only its process stands in the way
-            assert wait_until(lambda: busy in isolation.processes_of(first.uid))
+            assert wait_until(lambda: busy in uids.processes_of(first.uid))
             with pytest.raises(isolation.IsolationError, match="no free uid"):
-                isolation.lease_uid(tmp_path / "state", uids=range(first.uid, first.uid + 1))
+                uids.lease_uid(tmp_path / "state", uids=range(first.uid, first.uid + 1))
         finally:
             _end(busy)
         first.release()
@@ -317,11 +317,11 @@ def test_state_dir_refuses_links_and_shared_folders(tmp_path):
     (tmp_path / "real").mkdir(mode=0o700)
     (tmp_path / "link").symlink_to(tmp_path / "real")
     with pytest.raises(isolation.IsolationError, match="not a folder"):
-        isolation.lease_uid(tmp_path / "link")
+        uids.lease_uid(tmp_path / "link")
     (tmp_path / "open").mkdir()
     os.chmod(tmp_path / "open", 0o777)
     with pytest.raises(isolation.IsolationError, match="others may write"):
-        isolation.lease_uid(tmp_path / "open")
+        uids.lease_uid(tmp_path / "open")
 
 
 @needs_root
@@ -343,9 +343,9 @@ def test_kill_uid_processes_ends_daemons_and_nothing_else(lease):
         os.close(write_end)
         assert select.select([read_end], [], [], 10)[0], "the daemon did not start"
         daemon = int(os.read(read_end, 64))
-        assert daemon in isolation.processes_of(lease.uid)
-        assert isolation.kill_uid_processes(lease.uid) >= 1
-        assert isolation.processes_of(lease.uid) == []
+        assert daemon in uids.processes_of(lease.uid)
+        assert uids.kill_uid_processes(lease.uid) >= 1
+        assert uids.processes_of(lease.uid) == []
         assert outsider.poll() is None, "a process of another uid was killed"
     finally:
         os.close(read_end)
@@ -353,7 +353,7 @@ def test_kill_uid_processes_ends_daemons_and_nothing_else(lease):
         outsider.wait()
     for uid in (0, os.geteuid()):
         with pytest.raises(isolation.IsolationError, match="refusing"):
-            isolation.kill_uid_processes(uid)
+            uids.kill_uid_processes(uid)
 
 
 @needs_root
@@ -389,14 +389,14 @@ def test_remove_files_of_removes_only_that_uids_files(lease, tmp_path):
         os.waitpid(start_as(lease.uid, litter), 0)
     finally:
         os.close(root_fd)
-    removed = isolation.remove_files_of(lease.uid, [str(root)])
+    removed = uids.remove_files_of(lease.uid, [str(root)])
     expected = {str(root / n) for n in ("mine.txt", "link", "fifo", "sock", "tree", "shared/mine.txt")}
     assert set(removed) == expected
     assert outside.read_text() == "keep me"
     assert sorted(p.name for p in root.iterdir()) == ["other.txt", "shared"]
     assert [p.name for p in (root / "shared").iterdir()] == ["theirs.txt"]
     with pytest.raises(isolation.IsolationError, match="refusing"):
-        isolation.remove_files_of(0, [str(root)])
+        uids.remove_files_of(0, [str(root)])
 
 
 @needs_root

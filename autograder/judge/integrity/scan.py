@@ -1,37 +1,30 @@
-"""The AST walk of the integrity scan (:mod:`autograder.judge.integrity`): names resolved, rules applied.
+"""The AST walk of the integrity scan (:mod:`autograder.judge.integrity`): the rules applied to a parsed file.
 
-:func:`scan_tree` resolves every name of a parsed file through its imports and aliases (``import
-sys as s``, ``from sys import _getframe as g``, ``getattr(sys, "_getframe")``, ``__import__("gc")``,
-``importlib.import_module("ctypes")``, ``sys.modules["gc"]``, ``vars(sys)["_getframe"]``,
-``g = sys._getframe``) to a dotted name, and applies the rules of :mod:`.integrity_rules` to each.
-Aliases are collected for the whole file at once, not statement by statement: that errs towards
-flagging, which suits a report for TAs. A builtin (``exit``, ``exec``) counts unless its name is
-rebound in the module or an enclosing function.
+:func:`scan_tree` resolves every name of the file to a dotted name (:mod:`.resolve`) and applies the
+rules (:mod:`.names`, :mod:`.rules`) to each name, attribute, call, assignment and string constant.
 """
 
 from __future__ import annotations
 
 import ast
-import builtins
 import re
 
-from .integrity_rules import (
+from .names import MODULE_KEYS, lookup, match
+from .resolve import IMPORTERS, Resolved, Resolver
+from .rules import (
     ATTRS,
     EXITS,
     FILE_METHODS,
     LONG_STRING,
-    MODULE_KEYS,
     MUTATORS,
     OPENERS,
     SAFE_DUNDERS,
     SIGNALS,
     STRING_NAMES,
     STRING_PATTERNS,
-    lookup,
-    match,
 )
+from .syntax import bound_names, const_str, is_dunder, is_main_guard, source, through_class
 
-_BUILTINS = frozenset(dir(builtins))
 _WRITE_MODE = re.compile(r"^[rwxabtU+]*[wxa+][rwxabtU+]*$")
 _SETATTRS = frozenset(
     {
@@ -43,9 +36,7 @@ _SETATTRS = frozenset(
         "builtins.type.__delattr__",
     }
 )
-_IMPORTERS = frozenset({"builtins.__import__", "importlib.__import__", "importlib.import_module"})
-_NAMED_BY_STRING = frozenset({*_IMPORTERS, "builtins.getattr", "builtins.hasattr", *_SETATTRS})
-Resolved = tuple[str, "str | None"]  # (dotted name, the import that bound its root; "" for a bare builtin)
+_NAMED_BY_STRING = frozenset({*IMPORTERS, "builtins.getattr", "builtins.hasattr", *_SETATTRS})
 Found = tuple[int, str, str]  # (line, category, detail)
 
 
@@ -54,111 +45,27 @@ def scan_tree(tree: ast.Module) -> list[Found]:
     return _Scanner().scan(tree)
 
 
-def _const_str(node: ast.AST | None) -> str | None:
-    """The string a constant expression spells (``"_get" + "frame"``, ``"".join(["g", "c"])``), else None."""
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return node.value
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
-        left, right = _const_str(node.left), _const_str(node.right)
-        return left + right if left is not None and right is not None else None
-    if isinstance(node, ast.JoinedStr):
-        pieces = [_const_str(v) for v in node.values]
-        return "".join(pieces) if None not in pieces else None  # type: ignore[arg-type]
-    if (
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Attribute)
-        and node.func.attr == "join"
-        and len(node.args) == 1
-        and isinstance(node.args[0], (ast.List, ast.Tuple))
-    ):
-        sep, pieces = _const_str(node.func.value), [_const_str(e) for e in node.args[0].elts]
-        return sep.join(pieces) if sep is not None and None not in pieces else None  # type: ignore[arg-type]
-    return None
-
-
-def _bound_names(node: ast.AST) -> set[str]:
-    """Names a function, lambda or module defines in its own scope: parameters, imports, defs and classes.
-
-    Plain assignments do not count, so that ``exec = exec`` (or ``for exec in [exec]``) cannot hide a builtin.
-    """
-    names: set[str] = set()
-    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
-        a = node.args
-        names |= {arg.arg for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg] if arg}
-    body = node.body if isinstance(node.body, list) else [node.body]  # type: ignore[attr-defined]
-    stack: list[ast.AST] = list(body)
-    while stack:
-        item = stack.pop()
-        if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
-            if not isinstance(item, ast.Lambda):
-                names.add(item.name)
-            continue
-        if isinstance(item, (ast.Import, ast.ImportFrom)):
-            names |= {(alias.asname or alias.name).split(".")[0] for alias in item.names}
-        stack.extend(ast.iter_child_nodes(item))
-    return names
-
-
-def _is_main_guard(test: ast.expr) -> bool:
-    """Whether ``test`` is ``__name__ == "__main__"``: code under it never runs when the grader imports the file."""
-    return (
-        isinstance(test, ast.Compare)
-        and isinstance(test.left, ast.Name)
-        and test.left.id == "__name__"
-        and len(test.comparators) == 1
-        and _const_str(test.comparators[0]) == "__main__"
-    )
-
-
-def _source(node: ast.AST, width: int = 60) -> str:
-    """How ``node`` is written, shortened to ``width`` characters for a flag's detail."""
-    text = ast.unparse(node)
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def _is_dunder(name: str) -> bool:
-    return len(name) > 4 and name.startswith("__") and name.endswith("__")
-
-
 def _member_rule(name: str | None) -> bool:
     """Whether a rule of its own (not just its module's) flags ``name``, so that its bare attribute need not."""
     hit = match(name) if name else None
     return bool(hit and hit[0] not in MODULE_KEYS)
 
 
-def _through_class(node: ast.expr) -> bool:
-    """``x.__class__`` or ``type(x)``: a class reached through one of its instances."""
-    if isinstance(node, ast.Attribute):
-        return node.attr == "__class__"
-    return (
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Name)
-        and node.func.id == "type"
-        and len(node.args) == 1
-    )
-
-
-class _Scanner(ast.NodeVisitor):
+class _Scanner(Resolver, ast.NodeVisitor):
     """One walk over a parsed file: resolve names through its imports and aliases, flag what the rules name."""
 
     def __init__(self) -> None:
-        self.aliases: dict[str, Resolved] = {}
-        self.stars: list[str] = []  # modules imported with ``from m import *``
-        self.scopes: list[set[str]] = []  # names bound by the module and each enclosing function
+        super().__init__()
         self.quiet: set[int] = set()  # ids of strings that are bare statements (docstrings)
         self.found: dict[tuple[int, str], list[str]] = {}  # (line, category) -> details
         self.keys: set[tuple[int, str, str]] = set()  # (line, category, rule) already recorded
         self.in_main = False
         self.getppid: list[int] = []
-        self.memo: dict[int, Resolved | None] | None = None  # resolutions, once the aliases are final
         self.allowed: set[int] = set()  # ids of the inner links of allowed names (``importlib.util`` of find_spec)
 
     def scan(self, tree: ast.Module) -> list[Found]:
-        """The flags of ``tree``: aliases first (twice, so that an alias of an alias resolves), then one visit."""
-        self.scopes = [_bound_names(tree)]
-        for _ in range(2):
-            self._bind_all(tree)
-        self.memo = {}
+        """The flags of ``tree``: aliases first (:meth:`Resolver.bind`), then one visit."""
+        self.bind(tree)
         self.quiet = {
             id(node.value)
             for node in ast.walk(tree)
@@ -181,50 +88,6 @@ class _Scanner(ast.NodeVisitor):
             self.keys.add((line, category, key))
             self.found.setdefault((line, category), []).append(detail)
 
-    def _bind_all(self, tree: ast.Module) -> None:
-        """Collect the aliases of the whole file: imports, ``x = <a resolvable name>``, parameter defaults."""
-        for node in ast.walk(tree):
-            try:
-                self._bind_node(node)
-            except RecursionError:
-                pass  # a chain too deep to resolve: the visit flags it
-
-    def _bind_node(self, node: ast.AST) -> None:
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                bound = alias.name if alias.asname else alias.name.split(".")[0]
-                self.aliases[alias.asname or bound] = (bound, alias.name)
-        elif isinstance(node, ast.ImportFrom):
-            module = "." * node.level + (node.module or "")
-            for alias in node.names:
-                full = module + ("" if module.endswith(".") else ".") + alias.name
-                if alias.name != "*":
-                    self.aliases[alias.asname or alias.name] = (full, full)
-                elif module not in self.stars:
-                    self.stars.append(module)
-        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.NamedExpr)) and node.value is not None:
-            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
-                self._bind(target, node.value)
-        elif isinstance(node, ast.arguments):
-            positional = [*node.posonlyargs, *node.args]
-            pairs = [
-                *zip(positional[len(positional) - len(node.defaults) :], node.defaults),
-                *zip(node.kwonlyargs, node.kw_defaults),
-            ]
-            for arg, default in pairs:
-                if default is not None:
-                    self._bind(ast.Name(arg.arg), default)
-
-    def _bind(self, target: ast.expr, value: ast.expr) -> None:
-        """``target = value``: ``target`` now stands for what ``value`` resolves to (pairwise for tuples)."""
-        if isinstance(target, ast.Name):
-            resolved = self._resolve(value)
-            if resolved:
-                self.aliases[target.id] = resolved
-        elif isinstance(target, (ast.Tuple, ast.List)) and isinstance(value, (ast.Tuple, ast.List)):
-            for t, v in zip(target.elts, value.elts):
-                self._bind(t, v)
-
     def visit(self, node: ast.AST) -> None:
         """Visit ``node``; a statement nested too deeply for Python's stack is flagged and the walk goes on."""
         if not isinstance(node, ast.stmt):
@@ -233,72 +96,6 @@ class _Scanner(ast.NodeVisitor):
             super().visit(node)
         except RecursionError:
             self._add(node.lineno, "obfuscation", "deep", "an expression nested too deeply to scan")
-
-    def _resolve(self, node: ast.AST) -> Resolved | None:
-        """The dotted name ``node`` stands for and the import that bound its root, or None when unknown."""
-        if self.memo is None:
-            return self._lookup(node)
-        if id(node) not in self.memo:
-            self.memo[id(node)] = self._lookup(node)
-        return self.memo[id(node)]
-
-    def _lookup(self, node: ast.AST) -> Resolved | None:
-        if isinstance(node, ast.Name):
-            return self._resolve_name(node.id)
-        if isinstance(node, ast.Attribute):
-            base = self._resolve(node.value)
-            return (f"{base[0]}.{node.attr}", base[1]) if base else None
-        if isinstance(node, ast.Subscript):
-            key, space = _const_str(node.slice), self._namespace(node.value)
-            return (f"{space[0]}.{key}" if space[0] else key, space[1]) if key and space else None
-        if isinstance(node, ast.Call):
-            return self._resolve_call(node)
-        return None
-
-    def _resolve_name(self, name: str) -> Resolved | None:
-        """An alias, a flagged name from a ``*`` import, or a builtin not defined in scope."""
-        if name in self.aliases:
-            return self.aliases[name]
-        for module in self.stars:
-            if match(f"{module}.{name}"):
-                return f"{module}.{name}", module
-        if name in _BUILTINS and not any(name in scope for scope in self.scopes):
-            return f"builtins.{name}", ""
-        return None
-
-    def _namespace(self, node: ast.expr) -> Resolved | None:
-        """What a subscript of ``node`` looks up: modules (``sys.modules``), m's names (``m.__dict__``, ``vars(m)``)."""
-        resolved = self._resolve(node)
-        if resolved and resolved[0] == "sys.modules":
-            return "", None
-        if isinstance(node, ast.Attribute) and node.attr == "__dict__":
-            return self._resolve(node.value)
-        if isinstance(node, ast.Call) and len(node.args) == 1 and self._called(node) == "builtins.vars":
-            return self._resolve(node.args[0])
-        return None
-
-    def _resolve_call(self, node: ast.Call) -> Resolved | None:
-        """``getattr(m, "name")``, ``__import__("m")`` and ``importlib.import_module("m")`` as dotted names."""
-        func = self._called(node)
-        if func == "builtins.getattr" and len(node.args) >= 2:
-            base, attr = self._resolve(node.args[0]), _const_str(node.args[1])
-            return (f"{base[0]}.{attr}", base[1]) if base and attr else None
-        module = _const_str(node.args[0]) if node.args else None
-        if module and func == "importlib.import_module":
-            return module, module
-        if module and func in _IMPORTERS:
-            fromlist = len(node.args) >= 4 or any(k.arg == "fromlist" for k in node.keywords)
-            return (module if fromlist else module.split(".")[0]), module
-        return None
-
-    def _called(self, node: ast.Call) -> str | None:
-        resolved = self._resolve(node.func)
-        return resolved[0] if resolved else None
-
-    def _imported(self, node: ast.expr) -> str | None:
-        """The dotted name of ``node`` when it is (part of) something imported, not a bare builtin like ``map``."""
-        resolved = self._resolve(node)
-        return resolved[0] if resolved and resolved[1] != "" else None
 
     def _rule(self, node: ast.AST, hit: tuple[str, str, str], shown: str) -> None:
         """Record what rule ``hit`` found at ``node``, except an exit under ``if __name__ == "__main__":``."""
@@ -325,7 +122,7 @@ class _Scanner(ast.NodeVisitor):
         via = match(imported) if imported else None  # the rule its import was flagged under, if any
         if hit[0] in MODULE_KEYS and (imported == "" or (via and via[0] == hit[0])):
             return  # a bare builtin (``list`` is not the builtins module), or flagged where it was imported
-        text = _source(node)
+        text = source(node)
         self._rule(node, hit, name if text == name else f"{name} (written {text})")
 
     def _attr(self, node: ast.AST, name: str) -> None:
@@ -335,12 +132,12 @@ class _Scanner(ast.NodeVisitor):
 
     def _patch(self, node: ast.expr, owner_node: ast.expr, what: str) -> None:
         """An assignment or ``del`` of ``owner.what``: a monkeypatch when the owner was imported or is a class."""
-        owner = self._imported(owner_node)
+        owner = self.imported(owner_node)
         verb = "deletes" if isinstance(getattr(node, "ctx", None), ast.Del) else "assigns"
         if owner == "os.environ" or f"{owner}{what}" == "os.environ":  # os.environ[k] = v, os.environ |= {...}
             self._add(node.lineno, "filesystem", "os.environ", "os.environ: writes the environment")
-        elif owner or _through_class(owner_node) or (_is_dunder(what[1:]) and what[1:] not in SAFE_DUNDERS):
-            name = owner or _source(owner_node)
+        elif owner or through_class(owner_node) or (is_dunder(what[1:]) and what[1:] not in SAFE_DUNDERS):
+            name = owner or source(owner_node)
             self._add(node.lineno, "monkeypatch", name + what, f"{verb} {name}{what}")
 
     def visit_Import(self, node: ast.Import) -> None:
@@ -364,7 +161,7 @@ class _Scanner(ast.NodeVisitor):
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> None:
         """Decorators, defaults and annotations in the enclosing scope; the body in the function's own."""
         if not isinstance(node, ast.Lambda):
-            if _is_dunder(node.name) and node.name in ATTRS:
+            if is_dunder(node.name) and node.name in ATTRS:
                 self._attr(node, node.name)
             for item in [*node.decorator_list, node.returns]:
                 if item:
@@ -376,7 +173,7 @@ class _Scanner(ast.NodeVisitor):
         for default in [*a.defaults, *a.kw_defaults]:
             if default:
                 self.visit(default)
-        self.scopes.append(_bound_names(node))
+        self.scopes.append(bound_names(node))
         for stmt in node.body if isinstance(node.body, list) else [node.body]:
             self.visit(stmt)
         self.scopes.pop()
@@ -385,7 +182,7 @@ class _Scanner(ast.NodeVisitor):
 
     def visit_If(self, node: ast.If) -> None:
         """Note when the body is ``if __name__ == "__main__":`` (exits there are a script's, not the grader's)."""
-        guard = not self.in_main and _is_main_guard(node.test)
+        guard = not self.in_main and is_main_guard(node.test)
         self.in_main = self.in_main or guard
         for stmt in node.body:
             self.visit(stmt)
@@ -394,26 +191,26 @@ class _Scanner(ast.NodeVisitor):
             self.visit(stmt)
 
     def visit_Name(self, node: ast.Name) -> None:
-        if _is_dunder(node.id) and node.id in ATTRS:
+        if is_dunder(node.id) and node.id in ATTRS:
             self._attr(node, node.id)
         if isinstance(node.ctx, ast.Load):
-            self._check_ref(node, self._resolve(node))
+            self._check_ref(node, self.resolve(node))
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         """Attribute names on any object, module namespaces, dunder chains, patches, and the name's own rule."""
-        resolved = self._resolve(node)
+        resolved = self.resolve(node)
         if node.attr in ATTRS and not _member_rule(resolved[0] if resolved else None):  # sys._getframe has one
             self._attr(node, node.attr)
-        owner = self._imported(node.value)
+        owner = self.imported(node.value)
         if node.attr == "__dict__" and owner:
             self._add(node.lineno, "import_machinery", "__dict__", f"{owner}.__dict__: a module's namespace, directly")
         elif (
-            _is_dunder(node.attr)
+            is_dunder(node.attr)
             and node.attr not in SAFE_DUNDERS
             and isinstance(node.value, ast.Attribute)
-            and _is_dunder(node.value.attr)
+            and is_dunder(node.value.attr)
         ):
-            self._add(node.lineno, "import_machinery", "dunders", f"{_source(node)}: walks the interpreter's dunders")
+            self._add(node.lineno, "import_machinery", "dunders", f"{source(node)}: walks the interpreter's dunders")
         if not isinstance(node.ctx, ast.Load):
             self._patch(node, node.value, f".{node.attr}")
         found = lookup(resolved[0]) if resolved else None
@@ -425,34 +222,34 @@ class _Scanner(ast.NodeVisitor):
     def visit_Subscript(self, node: ast.Subscript) -> None:
         if not isinstance(node.ctx, ast.Load):
             self._patch(node, node.value, "[...]")
-        self._check_ref(node, self._resolve(node))
+        self._check_ref(node, self.resolve(node))
         self.generic_visit(node)
 
     def visit_Call(self, node: ast.Call) -> None:
         """Dynamic imports, getattr and friends, ``vars(module)``, opening files for writing, method calls."""
-        func = self._called(node)
+        func = self.called(node)
         if func in _NAMED_BY_STRING:  # the string is the call's own finding, not another one
             self.quiet.update(id(arg) for arg in node.args[:2])
-        if func in _IMPORTERS and node.args:
-            module = _const_str(node.args[0])
+        if func in IMPORTERS and node.args:
+            module = const_str(node.args[0])
             if module:
                 self._check_import(node, module, member=False)
         elif func in ("builtins.getattr", "builtins.hasattr") or func in _SETATTRS:
             self._attr_call(node, func)
-        elif func == "builtins.vars" and node.args and self._imported(node.args[0]):
-            self._add(node.lineno, "import_machinery", "vars", f"{_source(node)}: a module's namespace, directly")
+        elif func == "builtins.vars" and node.args and self.imported(node.args[0]):
+            self._add(node.lineno, "import_machinery", "vars", f"{source(node)}: a module's namespace, directly")
         if func in OPENERS or (isinstance(node.func, ast.Attribute) and node.func.attr == "open"):
             self._open(node, 1 if func in OPENERS else 0)
         if isinstance(node.func, ast.Attribute):
             self._method(node, node.func)
-        self._check_ref(node, self._resolve(node))
+        self._check_ref(node, self.resolve(node))
         self.generic_visit(node)
 
     def _attr_call(self, node: ast.Call, func: str) -> None:
         """``getattr``/``hasattr``/``setattr``/``delattr`` (and ``object.__setattr__``) on imported things."""
         if len(node.args) < 2:
             return
-        attr, owner = _const_str(node.args[1]), self._imported(node.args[0])
+        attr, owner = const_str(node.args[1]), self.imported(node.args[0])
         short = func.rsplit(".", 1)[1]
         if attr is None:
             if owner:
@@ -465,9 +262,9 @@ class _Scanner(ast.NodeVisitor):
             return
         if attr in ATTRS and not _member_rule(owner and f"{owner}.{attr}"):
             self._attr(node, attr)
-        odd = _is_dunder(attr) and attr not in SAFE_DUNDERS  # setattr(obj, "__class__", ...) on anything
-        if func in _SETATTRS and (owner or odd or _through_class(node.args[0])):
-            name = owner or _source(node.args[0])
+        odd = is_dunder(attr) and attr not in SAFE_DUNDERS  # setattr(obj, "__class__", ...) on anything
+        if func in _SETATTRS and (owner or odd or through_class(node.args[0])):
+            name = owner or source(node.args[0])
             self._add(node.lineno, "monkeypatch", f"{name}.{attr}", f"{short}({name}, {attr!r}): changes {name}")
 
     def _open(self, node: ast.Call, mode_at: int) -> None:
@@ -476,15 +273,15 @@ class _Scanner(ast.NodeVisitor):
             (k.value for k in node.keywords if k.arg == "mode"),
             node.args[mode_at] if len(node.args) > mode_at else None,
         )
-        mode = _const_str(mode_node)
+        mode = const_str(mode_node)
         if mode and _WRITE_MODE.match(mode):
-            self._add(node.lineno, "filesystem", "open", f"{_source(node)}: opens a file for writing")
+            self._add(node.lineno, "filesystem", "open", f"{source(node)}: opens a file for writing")
 
     def _method(self, node: ast.Call, func: ast.Attribute) -> None:
         """File methods on any object (``Path.write_text``); in-place changes of an imported module's data."""
-        if func.attr in FILE_METHODS and not self._imported(func.value):  # os.unlink: a rule of its own
+        if func.attr in FILE_METHODS and not self.imported(func.value):  # os.unlink: a rule of its own
             self._add(node.lineno, "filesystem", func.attr, f".{func.attr}(): writes, deletes or lists files")
-        owner = self._imported(func.value) if func.attr in MUTATORS else None
+        owner = self.imported(func.value) if func.attr in MUTATORS else None
         if owner == "os.environ":
             self._add(node.lineno, "filesystem", "os.environ", f"os.environ.{func.attr}(): writes the environment")
         elif owner and not match(owner):
