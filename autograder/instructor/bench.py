@@ -206,6 +206,8 @@ def _torch_worker(
     except Exception as exc:  # report, do not hang the parent
         out = {"rank": rank, "error": f"{type(exc).__name__}: {str(exc).strip()[:300]}", "times": {}}
     results.put(out)
+    results.close()
+    results.join_thread()  # flushed before os._exit, which would drop a message still in the feeder thread
     try:
         dist.barrier()
         dist.destroy_process_group()

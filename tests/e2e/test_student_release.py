@@ -28,12 +28,14 @@ def released(tmp_path_factory):
     return dest, proc.stdout
 
 
+@pytest.mark.slow
 def test_release_proves_both_ends(released):
     _, out = released
     assert "solutions score" in out and "hidden included" in out
     assert "the skeleton scores 0/" in out and "every failure a NotImplementedError" in out
 
 
+@pytest.mark.slow
 def test_release_contents(released):
     dest, _ = released
     paths = {p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()}
@@ -49,12 +51,14 @@ def test_release_contents(released):
     assert "For students" in readme and "Grading and checks (TAs)" not in readme and "solutions" not in readme
 
 
+@pytest.mark.slow
 def test_release_runs_students_main_job(released):
     dest, _ = released
     proc = subprocess.run([sys.executable, "-m", "assignment.run"], cwd=dest, capture_output=True, text=True)
     assert proc.returncode == 1 and "Still to implement" in proc.stdout and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_release_refuses_when_a_solution_fails(tmp_path):
     copy = tmp_path / "repo"
     shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.egg-info"))
@@ -71,6 +75,7 @@ def test_release_never_overwrites_other_work(tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
+@pytest.mark.slow
 def test_release_is_a_git_repository_with_one_commit(released):
     dest, out = released
     log = subprocess.run(["git", "-C", str(dest), "log", "--oneline"], capture_output=True, text=True, check=True)

@@ -189,6 +189,7 @@ def test_release_equals_nbgrader_generate_assignment(course):
     assert (course / "release" / "practical9" / NAME).read_bytes() == STUDENT.read_bytes()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_nbgrader_autograde_gives_the_reference_every_autograded_point(course, tmp_path):
     from nbgrader.api import Gradebook
@@ -297,6 +298,7 @@ def _outputs(cell) -> str:
     return "".join(o.get("text", "") for o in cell.get("outputs", []) if o["output_type"] == "stream")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_solution_notebook_runs_end_to_end_in_two_minutes(tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat", reason="environment: executing the notebook needs nbformat")

@@ -352,6 +352,7 @@ def test_same_code_runs_under_torchrun():
     assert error <= GRAD_RTOL
 
 
+@pytest.mark.slow
 def test_benchmark_prints_a_markdown_table_and_the_machine():
     proc = _python(
         "-m",
