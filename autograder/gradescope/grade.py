@@ -95,7 +95,13 @@ def run_judge(cmd: list[str], limit: float, log: Path) -> tuple[int | None, str]
         for k, v in os.environ.items()
         if k in ("PATH", "LANG", "LC_ALL", "HOME", "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES", "CUDA_HOME", "TMPDIR")
     }
-    env.update(PYTHONDONTWRITEBYTECODE="1", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1", PYTHONHASHSEED="0")
+    env.update(
+        PYTHONDONTWRITEBYTECODE="1",
+        PYTEST_DISABLE_PLUGIN_AUTOLOAD="1",
+        PYTHONHASHSEED="0",
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+    )  # the judge's own compute is small; gradings side by side do not oversubscribe
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             cmd,
