@@ -59,7 +59,8 @@ from .emulate import (
     naive_step_time,
     simulated_step_time,
 )
-from .pool import PipelinePool, RunResult, default_backend, default_start_method, launch
+from .pool import PipelinePool, default_backend, default_start_method, launch
+from .result import RunResult
 from .single import max_relative_error, reference_gradients, run_actions_single, traced_single_step
 from .spec import PipelineError, PipelineSpec, RuntimeInputError, check_schedule, check_spec
 from .work import StageWork

@@ -12,8 +12,9 @@ from dataclasses import asdict
 import torch
 
 from ..schedules import Schedule, parse_schedule
-from .pool import _merge, _rank_device, launch
+from .pool import _rank_device, launch
 from .rank import run_rank
+from .result import RunResult, merge
 from .single import max_relative_error, reference_gradients
 from .spec import (
     DEFAULT_INIT_TIMEOUT,
@@ -157,7 +158,7 @@ def _torchrun_main(args, schedule: Schedule, spec: PipelineSpec) -> int:
     gathered = [None] * world if rank == 0 else None
     dist.gather_object(out, gathered, dst=0)
     if rank == 0:
-        print(summary(_merge(spec, schedule, gathered)))
+        print(summary(merge(spec, schedule, gathered)))
     dist.destroy_process_group()
     return 0
 

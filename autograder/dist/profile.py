@@ -78,7 +78,7 @@ def breakdown(profile: list[ActionTimes], emulated: dict[Action, float], num_ran
 
 def summary(results: list[Any], skip: int = 1) -> str:
     """Lines for people: median / 90th percentile of each cost over the steps of ``results``
-    (:class:`~autograder.dist.pool.RunResult`), leaving out the first ``skip`` steps of each."""
+    (:class:`~autograder.dist.result.RunResult`), leaving out the first ``skip`` steps of each."""
     from .emulate import DeviceTime
 
     costs: dict[str, list[float]] = {"hop": [], "send": [], "between": [], "over": []}

@@ -233,7 +233,7 @@ def run_rank(rank: int, world_size: int, job: dict, device: torch.device | None 
         mailbox = _mailbox(rank, plan, spec, built.shapes, device, job)
         loss_fn = course_model().loss_function()
         last = spec.total_stages - 1
-        for step in range(steps):
+        for _step in range(steps):
             for params in built.names.values():
                 for _, q in params:
                     q.grad = None

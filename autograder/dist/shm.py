@@ -191,7 +191,7 @@ class ShmMailbox:
             self.futex.wait_for(self.go, step, self.timeout, lambda: self._late(0))
             return
         for r in range(1, self.num_ranks):
-            self.futex.wait_for(self.arrived[r], step, self.timeout, lambda: self._late(r))
+            self.futex.wait_for(self.arrived[r], step, self.timeout, lambda r=r: self._late(r))
         self.futex.publish(self.go, step, waiters=self.num_ranks)
 
     def _late(self, peer: int) -> str:

@@ -10,9 +10,9 @@ from torch import nn
 
 from ..schedules import Action, DeadlockError, ScheduleError, parse_schedule, simulate
 from .emulate import EmulatedTime
+from .model import course_model, even_partition
 from .spec import PipelineSpec, RuntimeInputError, _is_int, check_schedule, check_spec
 from .work import StageWork, _device_of
-from .model import course_model, even_partition
 
 
 def _ranks_of(schedule: Any, num_stages: int) -> int:
