@@ -2,6 +2,7 @@
 
     python -m autograder.bench                      # p=4, m=8, f=5 ms and 20 ms, 3 rounds x 10 timed steps
     python -m autograder.bench -p 2 -m 8 --f 0.01 --steps 20
+    python -m autograder.bench --no-torch --profile  # where this runtime's time goes, per action
 
 Both sides run one process per rank over gloo on the CPU, on the course model split by the judge's
 even partition (into p x v stages for interleaving, stage s on rank s % p), with the same emulated
@@ -41,6 +42,7 @@ import time
 
 import torch
 
+from ..dist import profile
 from ..dist.emulate import DeviceTime, naive_step_time, simulated_step_time, sleep_until
 from ..dist.model import course_model, even_partition
 from ..dist.pool import PipelinePool, _use_loopback, default_start_method
@@ -273,9 +275,10 @@ def run_torch_pipelining(
 
 
 def run_this_runtime(
-    pool: PipelinePool, spec: PipelineSpec, names: list[str], warmup: int, steps: int
+    pool: PipelinePool, spec: PipelineSpec, names: list[str], warmup: int, steps: int, keep: list | None = None
 ) -> dict[str, list[float] | str]:
-    """Step times (seconds) per schedule, or a one-line reason a schedule could not run."""
+    """Step times (seconds) per schedule, or a one-line reason a schedule could not run; ``keep``
+    collects each run's :class:`RunResult` (for the per-action profile)."""
     out: dict[str, list[float] | str] = {}
     for name in names:
         run_spec = PipelineSpec(**{**spec.__dict__, "stages_per_rank": CHUNKS[name]})
@@ -284,7 +287,10 @@ def run_this_runtime(
         except ValueError as exc:
             out[name] = str(exc).splitlines()[0]
             continue
-        out[name] = pool.run(lists, run_spec, warmup + steps).step_times[warmup:]
+        result = pool.run(lists, run_spec, warmup + steps)
+        out[name] = result.step_times[warmup:]
+        if keep is not None:
+            keep.append(result)
     return out
 
 
@@ -365,6 +371,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--schedules", nargs="+", default=list(NAMES), choices=list(NAMES), help="schedules to run (default: all)"
     )
     parser.add_argument("--no-torch", action="store_true", help="skip torch.distributed.pipelining")
+    parser.add_argument(
+        "--profile", action="store_true", help="also print where this runtime's time goes per action, at each f"
+    )
     return parser.parse_args(argv)
 
 
@@ -393,11 +402,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             rows.setdefault(key, []).append(times)
 
+    kept: dict[float, list] = {spec.seconds_per_batch: [] for spec in specs}
     with PipelinePool(args.stages, backend="gloo") as pool:
         # Both sides at one f, then the next f, round after round: they see the same machine load.
         for _ in range(args.rounds):
             for spec in specs:
-                for name, times in run_this_runtime(pool, spec, ours, args.warmup, args.steps).items():
+                keep = kept[spec.seconds_per_batch] if args.profile else None
+                for name, times in run_this_runtime(pool, spec, ours, args.warmup, args.steps, keep).items():
                     add(("this runtime (autograder.dist)", name, spec), times)
                 if theirs:
                     got = run_torch_pipelining(spec, theirs, args.warmup, args.steps)
@@ -414,6 +425,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.rounds} x {args.steps} steps, each round after {args.warmup} warm-up steps; "
         f"total {time.monotonic() - started:.0f} s."
     )
+    for f, results in kept.items():
+        if results:
+            print(f"\nThis runtime, per action at f = {f * 1e3:g} ms (every schedule, warm-up steps left out):")
+            print(profile.summary(results, skip=args.warmup))
     return 0
 
 

@@ -376,6 +376,7 @@ def test_benchmark_prints_a_markdown_table_and_the_machine():
         "1",
         "--rounds",
         "1",
+        "--profile",
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -386,3 +387,7 @@ def test_benchmark_prints_a_markdown_table_and_the_machine():
     assert len(rows) == 9, proc.stdout
     assert all(" n/a " not in line for line in rows), proc.stdout
     assert any(line.startswith("Machine: ") and "torch " in line for line in lines)
+    # --profile: where this runtime's time goes per action (message hop, send, Python, overshoot)
+    assert "This runtime, per action at f = 2 ms" in proc.stdout
+    costs = [line.split()[0] for line in lines if " median " in line and " us, p90 " in line]
+    assert costs == ["hop", "send", "between", "over"], proc.stdout
