@@ -1,8 +1,9 @@
 """The specification table: every rule the skeleton, the handout or the README states about a task,
 with the graded test that enforces it and what a submission that breaks only that rule is told.
 
-``python -m autograder.instructor.spec`` writes it as SPEC.md (with the real messages, from grading
-each rule's known-buggy variant); ``tests/e2e/test_rules.py`` proves every row: the reference passes
+``python -m autograder.rules`` prints it as a Markdown table (rule, where it is stated, its test,
+the score-table row that loses the points, what a submission that breaks it is told);
+``tests/e2e/test_rules.py`` proves every row: the reference passes
 the row's test, and the row's buggy variant (``tests/support/buggy.py``, same id) fails it, with
 ``says`` in the message, and fails nothing outside its own part.
 
@@ -262,3 +263,21 @@ RULES = (
     ),
 )
 RULE = {r.id: r for r in RULES}
+
+
+def markdown() -> str:
+    """The specification table as Markdown, one row per rule."""
+    from .practical import GROUP
+
+    lines = [
+        "| rule | stated in | enforced by | points lost in | the message says |",
+        "|---|---|---|---|---|",
+    ]
+    for r in RULES:
+        cells = [r.rule, r.source, f"`{r.test}`", GROUP[r.group].title, f"... {r.says} ..."]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown())

@@ -2,8 +2,8 @@
 
 ``BUGS[rule.id]`` is the reference with exactly one mistake that breaks that rule (and, as far as
 one mistake can, nothing outside the rule's own part). ``tests/e2e/test_rules.py`` grades each one
-and checks that the rule's test fails with the rule's message; ``python -m autograder.instructor.spec``
-grades them to show the real messages in SPEC.md.
+and checks that the rule's test fails with the rule's message (``python -m autograder.rules`` prints
+the table).
 """
 
 from __future__ import annotations
