@@ -3,7 +3,7 @@ process and in one process per rank: gradients equal the single-device reference
 exactly its list, emulated time is kept.
 
 Lists come from PyTorch's own schedule classes (``ScheduleInterleaved1F1B``,
-``ScheduleInterleavedZeroBubble``, via ``autograder.instructor.bench.torch_pipeline_order``) and a
+``ScheduleInterleavedZeroBubble``, via ``autograder.instructor.bench_torch.torch_pipeline_order``) and a
 few written by hand, independent of ``autograder.instructor.reference_schedules``.
 """
 
@@ -17,7 +17,7 @@ import torch
 from autograder import dist as R
 from autograder.dist.emulate import DeviceTime, EmulatedTime, backward_pass, ideal_step_time
 from autograder.dist.model import course_model, even_partition
-from autograder.instructor.bench import torch_pipeline_order
+from autograder.instructor.bench_torch import torch_pipeline_order
 from autograder.instructor.reference_schedules import gpipe_schedule, one_f_one_b_schedule
 from autograder.practical import GRAD_RTOL, LOSS_RTOL
 from autograder.schedules import Action, parse_schedule
