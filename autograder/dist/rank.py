@@ -193,6 +193,31 @@ def _mailbox(
     return Mailbox(rank, spec.num_microbatches, needs, device, group, dist.get_backend() != "nccl", timeout)
 
 
+def _one_step(rank: int, spec: PipelineSpec, built, plan, mailbox, loss_fn, result: dict) -> None:
+    """One timed step of this rank's list; its events, profile, times and loss go into ``result``."""
+    last = spec.total_stages - 1
+    for params in built.names.values():
+        for _, q in params:
+            q.grad = None
+    works = {
+        s: StageWork(mod, s, spec.total_stages, loss_fn, spec.batch_size, built.targets if s == last else None)
+        for s, mod in built.modules.items()
+    }
+    gc.disable()  # no collection in the middle of a step (autograd makes many small objects)
+    try:
+        mailbox.begin_step()
+        t0, cpu0 = time.perf_counter(), time.thread_time()
+        events, profile = _run_step(rank, plan, works, built.inputs, mailbox)
+        result["step_times"].append([t0, time.perf_counter()])
+        result["cpu_times"].append(time.thread_time() - cpu0)
+    finally:
+        gc.enable()
+    result["events"].append(events)
+    result["profile"].append(profile)
+    total = works[last].loss() if last in works else None
+    result["loss"] = None if total is None else total.item()
+
+
 def run_rank(rank: int, world_size: int, job: dict, device: torch.device | None = None) -> dict:
     """Execute ``job`` (from :meth:`PipelinePool.run`) as ``rank`` of an initialised process group.
 
@@ -232,28 +257,8 @@ def run_rank(rank: int, world_size: int, job: dict, device: torch.device | None 
         plan = _plan(rank, actions, spec, present, timing)
         mailbox = _mailbox(rank, plan, spec, built.shapes, device, job)
         loss_fn = course_model().loss_function()
-        last = spec.total_stages - 1
         for _step in range(steps):
-            for params in built.names.values():
-                for _, q in params:
-                    q.grad = None
-            works = {
-                s: StageWork(mod, s, spec.total_stages, loss_fn, spec.batch_size, built.targets if s == last else None)
-                for s, mod in built.modules.items()
-            }
-            gc.disable()  # no collection in the middle of a step (autograd makes many small objects)
-            try:
-                mailbox.begin_step()
-                t0, cpu0 = time.perf_counter(), time.thread_time()
-                events, profile = _run_step(rank, plan, works, built.inputs, mailbox)
-                result["step_times"].append([t0, time.perf_counter()])
-                result["cpu_times"].append(time.thread_time() - cpu0)
-            finally:
-                gc.enable()
-            result["events"].append(events)
-            result["profile"].append(profile)
-            total = works[last].loss() if last in works else None
-            result["loss"] = None if total is None else total.item()
+            _one_step(rank, spec, built, plan, mailbox, loss_fn, result)
         result["executed"] = [f"{s}{kind}{k}" for s, kind, k, _, _ in result["events"][-1]]  # as it ran
         result["grads"] = {name: _pack(q.grad) for params in built.names.values() for name, q in params}
     except RankFailure as exc:

@@ -152,3 +152,23 @@ def test_a_new_instructor_module_reaches_no_student_no_grader_no_sandbox(tmp_pat
     released = student_release.build_student_files(repo)
     assert not any("grade_curve" in path or path == "autograder/curve.py" for path in released)
     assert not any(b"SECRET_CURVE" in data for data in released.values())
+
+
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 60  # issue 12: small modules with one job
+
+
+def test_modules_and_functions_stay_small():
+    """No module of autograder/ over 400 lines, no function over 60 (docstrings included): past
+    that, split by job (see how dist/result.py or instructor/bench_torch.py came about)."""
+    big_modules, big_functions = [], []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        name = path.relative_to(ROOT).as_posix()
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            big_modules.append(f"{name} ({len(text.splitlines())} lines)")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    big_functions.append(f"{name}:{node.name} ({length} lines)")
+    assert not big_modules and not big_functions, big_modules + big_functions
