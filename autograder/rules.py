@@ -49,6 +49,14 @@ RULES = (
         "in no stage",
     ),
     Rule(
+        "partition-non-empty",
+        P1,
+        "every stage holds at least one layer, also when p is close to the number of layers",
+        PART,
+        "test_part1_partition::test_contiguous_cover",
+        "is empty",
+    ),
+    Rule(
         "partition-sequential",
         P1,
         "stage s is an nn.Sequential of consecutive layers of the model",

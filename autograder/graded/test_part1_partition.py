@@ -23,7 +23,10 @@ from autograder.judge.checks.part1 import (
 from autograder.practical import PARTITION_MODELS
 
 GROUP = "part1"
-COVER = [("A", 3), ("C", 4), ("D", 5), ("E", 1)]  # (model, stages): p = layers and p = 1 included
+# (model, stage counts): each model at a middling p and at a p near its number of layers, where a
+# split that does not force every stage to be non-empty (fixed-size chunks, a greedy fill up to the
+# best largest stage) leaves one empty; p = 1 and p = layers included.
+COVER = [("A", (3, 6)), ("C", (4, 8)), ("D", (5, 4)), ("E", (1, 5))]
 BALANCE = [("A", 3), ("A", 4), ("B", 3)]
 DEVICES = ["cpu", "meta", "meta"]  # asymmetric: a reversed or a constant placement is told apart
 SEED = 7
@@ -53,11 +56,11 @@ def partitioned(calls):
 
 
 @pytest.mark.points(1, group=GROUP)
-@pytest.mark.parametrize("model,stages", COVER)
-def test_contiguous_cover(partitioned, model, stages):
+@pytest.mark.parametrize("model,counts", COVER, ids=[f"{m}-{'-'.join(map(str, c))}" for m, c in COVER])
+def test_contiguous_cover(partitioned, model, counts):
     """stages are contiguous, non-empty and hold every layer once, in order"""
-    data = partitioned(model, stages)
-    expect(check_cover(data, PARTITION_MODELS[model], stages, SEED, _call(model, stages)))
+    for stages in counts:  # the first stage count that fails is the message
+        expect(check_cover(partitioned(model, stages), PARTITION_MODELS[model], stages, SEED, _call(model, stages)))
 
 
 @pytest.mark.points(1, group=GROUP)

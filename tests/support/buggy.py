@@ -40,6 +40,17 @@ _EVEN_BY_COUNT = """\
         bounds.append((start, end))
         start = end
 """
+_GREEDY_FILL = """\
+    best = max(sum(sizes[a:b]) for a, b in _balanced_bounds(sizes, num_stages))
+    bounds, start, total = [], 0, 0
+    for i, size in enumerate(sizes):
+        if i > start and total + size > best:
+            bounds.append((start, i))
+            start, total = i, 0
+        total += size
+    bounds.append((start, len(sizes)))
+    bounds += [(len(sizes), len(sizes))] * (num_stages - len(bounds))
+"""
 _ONE_F_ONE_B_TAIL = '    actions = [Action(stage, "F", k) for k in range(warmup)]\n    oldest = 0'
 _ONE_F_ONE_B_WARMUP = "    warmup = min(num_stages - stage - 1, num_microbatches)\n" + _ONE_F_ONE_B_TAIL
 
@@ -58,6 +69,11 @@ BUGS: dict[str, Submission] = {
     # Part 1: partition ----------------------------------------------------------------------------
     # Inclusive/exclusive confusion: the cuts are traced back from layer n - 1, so the last layer is dropped.
     "partition-cover": Submission(replace={PARTITION: [("bounds, end = [], n\n", "bounds, end = [], n - 1\n")]}),
+    # Finds the best largest-stage size, then fills stages greedily up to it: when fewer stages reach
+    # it than asked for (p near the number of layers), the last stages are left empty.
+    "partition-non-empty": Submission(
+        replace={PARTITION: [("    bounds = _balanced_bounds(sizes, num_stages)\n", _GREEDY_FILL)]}
+    ),
     # Returns each stage as a plain Python list of layers instead of wrapping it in nn.Sequential.
     "partition-sequential": Submission(
         replace={

@@ -63,20 +63,27 @@ def check_cover(data: dict, widths, stages: int, seed: int, call: str) -> str | 
         return f"{call} returned {len(returned)} stage(s); expected {stages}"
     layers = stage_layers(data, widths, seed)
     where = f"{call} returned stages holding layers {layers}"
-    if any(not (isinstance(s, dict) and s.get("params")) for s in returned):
-        empty = next(i for i, s in enumerate(returned) if not s.get("params"))
-        what = f"a {kinds[empty]}, not a module with layers" if kinds[empty] not in ("Sequential",) else "empty"
-        return f"{where}: stage {empty} is {what}; every stage is an nn.Sequential of at least one layer"
-    if any(-1 in ls for ls in layers):
+    flat = [i for ls in layers for i in ls]
+    count = len(widths) - 1
+    empty = next((i for i, s in enumerate(returned) if not (isinstance(s, dict) and s.get("params"))), None)
+    if empty is not None and kinds[empty] != "Sequential":
+        return f"{where}: stage {empty} is a {kinds[empty]}, not a module with layers; every stage is an nn.Sequential"
+    if -1 in flat:
         return (
             f"{where}: a stage holds parameters that are none of the model's (-1): build the stages from the "
             f"model's own layers, do not copy or create layers"
         )
-    flat = [i for ls in layers for i in ls]
-    count = len(widths) - 1
-    if sorted(flat) != list(range(count)) and len(set(flat)) == len(flat):
+    if sorted(flat) != list(range(count)) and len(set(flat)) == len(flat):  # a missing layer explains empties
         missing = sorted(set(range(count)) - set(flat))
         return f"{where}: layer(s) {missing} are in no stage; every layer of the model must be in one stage"
+    if empty is not None:
+        hint = ""
+        if all(not s.get("params") for s in returned[empty:]):
+            hint = (
+                " (the stages after the last layer are left over: when you fill stages in turn, leave at least one "
+                "layer for each stage still to come)"
+            )
+        return f"{where}: stage {empty} is empty; every stage is an nn.Sequential of at least one layer{hint}"
     if len(set(flat)) != len(flat):
         twice = next(i for i in flat if flat.count(i) > 1)
         return f"{where}: layer {twice} is in more than one stage; each layer belongs to exactly one stage"
