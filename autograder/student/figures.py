@@ -8,7 +8,7 @@ student's own per-stage 1F1B lists once Part 6 is done) this writes into DIR:
   and as a Chrome trace (open it in https://ui.perfetto.dev);
 * ``timeline-<schedule>-p<p>-m<m>-measured.png|.json``: the same step as it really ran on this
   machine (times in seconds; on one device the stages take turns);
-* ``sweep.png`` + ``sweep.json``: measured step time (median and interquartile range), replayed
+* ``sweep.png`` + ``sweep.json``: measured step time (median and interquartile range of block medians), replayed
   speedup over naive and bubble fraction against m;
 * ``in_flight.png`` + ``in_flight.json``: per stage, at every m, the most micro-batches in flight and the
   most bytes of saved activations held at once (the activation memory each stage needs).
@@ -42,7 +42,7 @@ def _point(r: dict) -> dict[str, Any]:
     return {
         "m": r["m"],
         "step_ms": None if timing is None else timing.median,
-        "step_iqr_ms": None if timing is None else [timing.q1, timing.q3],
+        "step_range_ms": None if timing is None else [timing.low, timing.high],
         "speedup": r["speedup"],  # replayed, over the naive schedule
         "bubble": result.bubble_fraction,
         "makespan": result.makespan,
@@ -55,7 +55,7 @@ def _point(r: dict) -> dict[str, Any]:
 
 def sweep_data(results: list[dict], p: int, setting: dict | None = None) -> dict[str, Any]:
     """The numbers of the Part 4 figures, JSON-ready: ``{"p", "microbatches", "setting",
-    "schedules": {name: {"label", "points": [{"m", "step_ms", "step_iqr_ms", "speedup", "bubble",
+    "schedules": {name: {"label", "points": [{"m", "step_ms", "step_range_ms", "speedup", "bubble",
     "makespan", "peak_in_flight", "peak_saved_bytes", "rows_per_microbatch", "correct"}, ...]}}}``."""
     schedules: dict[str, dict[str, Any]] = {}
     for r in sorted(results, key=lambda r: (list(LABELS).index(r["name"]), r["m"])):
@@ -94,14 +94,14 @@ def _axes_against_m(fig, count: int, ms: list[int], titles: tuple[str, ...]):
 
 
 def plot_sweep(sweep: dict[str, Any], path: Path, title: str = "") -> Path:
-    """Three panels against m: measured step time (with its IQR), replayed speedup, bubble fraction."""
+    """Three panels against m: measured step time (with its range), replayed speedup, bubble fraction."""
     fig = _figure(15, 4.6)
     axes = _axes_against_m(
         fig,
         3,
         sweep["microbatches"],
         (
-            "measured step time (ms, median and IQR)",
+            "measured step time (ms, median and IQR of blocks)",
             f"replayed speedup over naive (p = {sweep['p']})",
             "bubble fraction (replayed)",
         ),
@@ -112,8 +112,8 @@ def plot_sweep(sweep: dict[str, Any], path: Path, title: str = "") -> Path:
         xs = [pt["m"] for pt in entry["points"]]
         timed = [pt for pt in entry["points"] if pt["step_ms"] is not None]
         if timed:
-            low = [pt["step_ms"] - pt["step_iqr_ms"][0] for pt in timed]
-            high = [pt["step_iqr_ms"][1] - pt["step_ms"] for pt in timed]
+            low = [pt["step_ms"] - pt["step_range_ms"][0] for pt in timed]
+            high = [pt["step_range_ms"][1] - pt["step_ms"] for pt in timed]
             axes[0].errorbar(
                 [pt["m"] for pt in timed], [pt["step_ms"] for pt in timed], yerr=[low, high], capsize=3, **kw
             )
@@ -122,7 +122,8 @@ def plot_sweep(sweep: dict[str, Any], path: Path, title: str = "") -> Path:
     axes[0].set_ylim(bottom=0)
     axes[2].set_ylim(0, 1)
     for ax in axes:
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # a panel can be empty (no schedule was timed)
+            ax.legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

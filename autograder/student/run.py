@@ -110,31 +110,44 @@ def check_args(args) -> None:
 
 
 def _rows(package: str, args, missing: set[str]) -> tuple[list[dict], list[str], bool]:
-    """Run every (m, schedule); returns the results, the lines to print, and whether one failed."""
+    """Run every (m, schedule), then time the rows together; returns the results, the lines to print,
+    and whether one failed."""
     names = list(practical.STEP_SCHEDULES) if args.schedule == "all" else [args.schedule]
-    results, lines, failed = [], [], False
+    results: list[dict] = []
+    entries: list[dict | str] = []  # a result (rendered once timed) or a line
+    failed = False
     for m in SWEEP_MS if args.sweep else [args.microbatches]:
         for name in names:
             spec = practical.STEP_SCHEDULES[name]
             if spec.task in missing:
-                lines.append(f"| {spec.label:<18} | {args.stages} | {m:>2} | not implemented yet ({spec.task})")
+                entries.append(f"| {spec.label:<18} | {args.stages} | {m:>2} | not implemented yet ({spec.task})")
                 continue
             try:
                 results.append(S.run_schedule(package, name, args, m))
             except Exception as exc:  # a student's bug: one line, not a traceback
                 failed = True
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                lines.append(f"| {spec.label:<18} | {args.stages} | {m:>2} | failed: {type(exc).__name__}: {first}")
+                entries.append(f"| {spec.label:<18} | {args.stages} | {m:>2} | failed: {type(exc).__name__}: {first}")
                 continue
-            lines.append(render(results[-1], args.stages))
+            entries.append(results[-1])
             failed |= results[-1]["rel_diff"] > practical.GRAD_RTOL
         if args.sweep and "part6.one_f_one_b_actions" not in missing:
             try:
                 results.append(S.run_one_f_one_b(package, args, m))
-                lines.append(render(results[-1], args.stages))
+                entries.append(results[-1])
             except Exception as exc:  # noqa: BLE001 - the student's lists: one line
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                lines.append(f"| per-stage 1F1B     | {args.stages} | {m:>2} | not run: {type(exc).__name__}: {first}")
+                row = f"| per-stage 1F1B     | {args.stages} | {m:>2} |"
+                entries.append(f"{row} not run: {type(exc).__name__}: {first}")
+    try:
+        S.time_rows(results, args)
+    except Exception as exc:  # noqa: BLE001 - a step that fails only when repeated: one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        entries.append(f"timing failed: {type(exc).__name__}: {first} (does a second step fail?)")
+        for r in results:
+            r.pop("timer", None)
+        failed = True
+    lines = [e if isinstance(e, str) else render(e, args.stages) for e in entries]
     return results, lines, failed
 
 
@@ -173,12 +186,13 @@ def main(argv: list[str] | None = None, package: str = practical.PACKAGE) -> int
 
 
 LEGEND = (
-    "step = measured median (interquartile range) in ms; replayed = speedup over naive on p emulated "
-    "in-order devices (F = rows, B = 2 x rows); bubble = idle share of the replayed step; peak = most "
-    "micro-batches in flight on a stage; act. KiB = most saved activations a stage holds (replayed).\n"
+    "step = measured ms per step, median (interquartile range) over blocks of steps, every row timed in turn; "
+    "replayed = speedup over naive on p emulated in-order devices (F = rows, B = 2 x rows); "
+    "bubble = idle share of the replayed step; peak = most micro-batches in flight on a stage; "
+    "act. KiB = most saved activations a stage holds (replayed).\n"
 )
 HEADER = (
-    "| schedule           | p |  m | step ms (IQR)         | replayed | bubble | peak | act. KiB | loss     "
+    "| schedule           | p |  m | step ms (range)       | replayed | bubble | peak | act. KiB | loss     "
     "| max dg/g_ref   |\n"
     "|--------------------|---|----|-----------------------|----------|--------|------|----------|----------"
     "|----------------|"

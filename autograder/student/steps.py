@@ -1,7 +1,7 @@
 """What ``python -m assignment.run`` measures for one schedule and one m, on the student's own code.
 
 * correctness: one step from zero gradients against the single-device reference (loss, gradients);
-* time: the measured step time (:mod:`.measure`: adaptive, median with its spread);
+* time: the measured step time (:mod:`.measure`: every row timed in turn, median with its spread);
 * order: one traced step (the stages wrapped by the tracing executor, as when grading), replayed on
   p in-order devices: speedup over naive, bubble, peak micro-batches in flight, and the bytes of
   activations each stage holds at its peak.
@@ -23,7 +23,7 @@ from ..harness.stage import PipelineStage
 from ..schedules import Costs, naive_schedule, parse_schedule, simulate, validate
 from ..tracing import LocalExecutor, Recorder
 from ..tracing.replay import replay_trace
-from .measure import measure, pinned_threads
+from .measure import measure_rows, pinned_threads
 
 
 def module(package: str, name: str):
@@ -83,13 +83,6 @@ def run_schedule(package: str, name: str, args, m: int) -> dict:
             (p.grad.cpu() - q.grad).abs().max().item() if p.grad is not None else float("inf")
             for p, q in zip(model.parameters(), reference.parameters())
         )
-        timing = measure(
-            lambda: step(stages, inputs, targets, loss_fn, m),
-            sync=lambda: _sync(devices),
-            warmup=args.warmup,
-            budget_s=args.budget,
-            min_steps=args.steps,
-        )
         sizes = [int(x.shape[0]) for x, _ in split(inputs, targets, m)]
         recorder = Recorder(inputs, sizes)
         executor = LocalExecutor(stages, recorder)
@@ -104,14 +97,28 @@ def run_schedule(package: str, name: str, args, m: int) -> dict:
     row = {
         "name": name,
         "m": m,
-        "timing": timing,
-        "ms": timing.median,
+        "timing": None,  # set by time_rows, which times every row of the table in turn
+        "ms": None,
+        "timer": (lambda: step(stages, inputs, targets, loss_fn, m), lambda: _sync(devices)),
         "loss": loss,
         "ref_loss": ref_loss,
         "rel_diff": diff / g_ref if g_ref else diff,
     }
     row.update(_replay_row(recorder, args.stages, sizes))
     return row
+
+
+def time_rows(rows: list[dict], args) -> None:
+    """Time the rows that have a ``timer``, in turn (:func:`.measure.measure_rows`), with the
+    threads pinned; each gets its ``timing`` and ``ms``."""
+    timed = [r for r in rows if r.get("timer")]
+    with pinned_threads(args.threads):
+        timings = measure_rows(
+            [r["timer"] for r in timed], warmup=args.warmup, budget_s=args.budget, min_steps=args.steps
+        )
+    for r, timing in zip(timed, timings):
+        r["timing"], r["ms"] = timing, timing.median
+        del r["timer"]
 
 
 def run_one_f_one_b(package: str, args, m: int) -> dict:

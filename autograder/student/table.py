@@ -20,7 +20,10 @@ def label(name: str) -> str:
 def render(r: dict, p: int) -> str:
     """One Markdown row of the table."""
     timing = r["timing"]
-    step = "(lists: not timed)" if timing is None else timing.cell() + ("" if timing.stable else " !")
+    if timing is None:
+        step = "(lists: not timed)" if r["loss"] is None else "(not timed)"
+    else:
+        step = timing.cell() + ("" if timing.stable else " !")
     peak = max(r["replayed"].peak_in_flight.values())
     kib = max(r["held_bytes"]) / 1024
     if r["loss"] is None:
@@ -43,8 +46,9 @@ def warnings(results: list[dict]) -> list[str]:
         timing = r["timing"]
         if timing is not None and not timing.stable:
             lines.append(
-                f"! {label(r['name'])}, m={r['m']}: the step times spread by {timing.spread:.0%} of their "
-                f"median over {timing.n} steps (more than {STABLE_SPREAD:.0%}): the machine was busy. "
+                f"! {label(r['name'])}, m={r['m']}: its blocks of steps spread by {timing.spread:.0%} of its "
+                f"median ({timing.n} steps in {timing.blocks} blocks; more than {STABLE_SPREAD:.0%}): the machine "
+                f"was busy. "
                 f"Close other programs, or give more time with --budget 10, before comparing this row."
             )
     return lines

@@ -78,7 +78,7 @@ def test_sweep_data_holds_the_measured_and_replayed_numbers(plotted):
         for name in SCHEDULES:  # measured on this machine, checked against the reference
             pt = points[name][m]
             assert pt["step_ms"] > 0 and pt["correct"] is True
-            assert pt["step_iqr_ms"][0] <= pt["step_ms"] <= pt["step_iqr_ms"][1]
+            assert pt["step_range_ms"][0] <= pt["step_ms"] <= pt["step_range_ms"][1]
         assert points["1f1b"][m]["step_ms"] is None
     assert points["gpipe"][8]["bubble"] == pytest.approx(float(Fraction(3, 11)), abs=1e-12)
     # the delayed-backward loop (Option C) on in-order devices: F=1, B=2 per micro-batch, naive takes 12m time units
