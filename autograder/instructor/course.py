@@ -39,6 +39,7 @@ from .. import practical
 from ..gradescope.batch import entries
 from ..gradescope.notebooks import STATUS_FILE, load_status, notebook_scores
 from ..harness import kernel
+from ..harness.errors import first_line
 from ..judge.staging import StagingError, read_files
 from .notebook_run import (
     ASSIGNMENT,
@@ -317,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             for student, row in write_csv(args.course.resolve()).items():
                 print(summary_line(student, row))
     except (CourseError, OSError, subprocess.TimeoutExpired) as exc:
-        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        print(f"error: {first_line(exc) or type(exc).__name__}", file=sys.stderr)
         return 2
     return 0
 

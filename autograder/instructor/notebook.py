@@ -29,6 +29,7 @@ import json
 import re
 from typing import Any
 
+from ..harness.errors import first_line
 from .skeleton import FileRelease, MarkerError, Region, ReleaseError
 
 NOTEBOOK_TASK_PREFIX = "notebook."
@@ -189,7 +190,7 @@ def release_notebook(source):
     try:
         student = clear_notebook(nbformat.from_dict(nb))
     except Exception as exc:  # nbgrader: RuntimeError / ValidationError with one-line messages
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc) or type(exc).__name__
         raise ReleaseError(f"{source.shown}: nbgrader refused the notebook: {first}") from None
 
     left = [

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from ..dist.model import course_model, even_partition
+from ..harness.errors import first_line
 from ..tracing import LocalExecutor, Recorder, StageError
 from .text import clean_line
 
@@ -68,8 +69,7 @@ class TrialHost:
         except StageError as exc:
             return {"error": clean_line(exc)}
         except (RuntimeError, ValueError, TypeError) as exc:
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            return {"error": clean_line(f"{type(exc).__name__}: {text}")}
+            return {"error": clean_line(f"{type(exc).__name__}: {first_line(exc)}")}
 
     def _answer(self, message: dict) -> dict:
         op = message.get("op")

@@ -95,8 +95,8 @@ def measure_rows(steps: list[Step], *, warmup: int = 2, budget_s: float = 2.0, m
     per_block = [min(cap, max(1, int(BLOCK_S * 1e3 / max(_timed(step), 1e-3)))) for step in steps]
     blocks: list[list[list[float]]] = [[] for _ in steps]
     deadline = time.perf_counter() + budget_s * len(steps)
+    n = len(steps)
     for round_ in range(MAX_STEPS):
-        n = len(steps)
         for i in [(round_ + k) % n for k in range(n)]:  # rotated: no row always first after a pause
             blocks[i].append([_timed(steps[i]) for _ in range(per_block[i])])
         counts = [sum(map(len, b)) for b in blocks]

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from .. import practical
+from ..harness.errors import first_line
 from . import steps as S
 from .table import render, todo_tasks, warnings
 
@@ -126,7 +127,7 @@ def _rows(package: str, args, missing: set[str]) -> tuple[list[dict], list[str],
                 results.append(S.run_schedule(package, name, args, m))
             except Exception as exc:  # a student's bug: one line, not a traceback
                 failed = True
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                first = first_line(exc)
                 entries.append(f"| {spec.label:<18} | {args.stages} | {m:>2} | failed: {type(exc).__name__}: {first}")
                 continue
             entries.append(results[-1])
@@ -136,13 +137,13 @@ def _rows(package: str, args, missing: set[str]) -> tuple[list[dict], list[str],
                 results.append(S.run_one_f_one_b(package, args, m))
                 entries.append(results[-1])
             except Exception as exc:  # noqa: BLE001 - the student's lists: one line
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                first = first_line(exc)
                 row = f"| per-stage 1F1B     | {args.stages} | {m:>2} |"
                 entries.append(f"{row} not run: {type(exc).__name__}: {first}")
     try:
         S.time_rows(results, args)
     except Exception as exc:  # noqa: BLE001 - a step that fails only when repeated: one line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        first = first_line(exc)
         entries.append(f"timing failed: {type(exc).__name__}: {first} (does a second step fail?)")
         for r in results:
             r.pop("timer", None)
